@@ -1,0 +1,60 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/ddpm-studio/ddpm-studio/compute"
+)
+
+// importCmd is `ddpm-studio import`.
+type importCmd struct {
+	Weights string `required:"" help:"A .safetensors file in the interchange naming (the PyTorch port's state_dict keys)."`
+	RunDir  string `name:"run" required:"" help:"Run directory to create."`
+
+	modelFlags `embed:""`
+
+	Schedule string `default:"linear" enum:"linear,cosine" help:"Noise schedule the weights were trained with."`
+	T        int    `default:"1000" help:"Diffusion steps the weights were trained with."`
+	Variance string `default:"fixedlarge" enum:"fixedlarge,fixedsmall" help:"σ² for sampling: fixedlarge (CIFAR-10) or fixedsmall (LSUN, CelebA-HQ)."`
+	Data     string `help:"Dataset to remember for later training or eval (a folder or mnist)."`
+}
+
+type importResult struct {
+	Run        string `json:"run"`
+	Checkpoint string `json:"checkpoint"`
+	Params     int    `json:"params"`
+}
+
+// Run imports.
+func (c *importCmd) Run(e *env) error {
+	if compute.LatestCheckpoint(c.RunDir) != "" {
+		return fmt.Errorf("run %s already has a checkpoint; import into a new directory", c.RunDir)
+	}
+	cfg, err := c.config()
+	if err != nil {
+		return err
+	}
+	net, err := compute.NewUNet(cfg, 0)
+	if err != nil {
+		return err
+	}
+	if err := net.LoadSafetensors(c.Weights); err != nil {
+		return err
+	}
+	tr := compute.NewTrainer(net, compute.DefaultOptim(), 0) // EMA starts equal to the weights
+	extra, err := json.Marshal(runState{Data: c.Data, Schedule: c.Schedule, T: c.T, Variance: c.Variance})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.RunDir, 0o755); err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	ckpt, err := compute.SaveCheckpoint(c.RunDir, tr, extra)
+	if err != nil {
+		return err
+	}
+	e.say("imported %d parameters (%s) from %s into %s", net.NumParams(), cfg, c.Weights, ckpt)
+	return e.result(importResult{Run: c.RunDir, Checkpoint: ckpt, Params: net.NumParams()})
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/diffusion"
+)
+
+// runState is the application's part of a checkpoint: what the model was trained on
+// and the state of the stream that draws batches, timesteps and noise.
+type runState struct {
+	Data     string `json:"data"`     // dataset: a folder or "mnist"
+	Schedule string `json:"schedule"` // "linear" or "cosine"
+	T        int    `json:"T"`        // diffusion steps
+	Variance string `json:"variance"` // "fixedlarge" or "fixedsmall", for sampling and the bound
+	Batch    int    `json:"batch"`    // images per step
+	Flip     bool   `json:"hflip"`    // random horizontal flips
+	Seed     uint64 `json:"seed"`     // seed the run started from
+	DataRNG  []byte `json:"data_rng"` // PCG state of the batch/timestep/noise stream
+	Steps    int64  `json:"steps"`    // the step count asked for
+}
+
+// openRun is a run loaded from its newest checkpoint.
+type openRun struct {
+	dir     string
+	ckpt    string
+	trainer *compute.Trainer
+	state   compute.State
+	app     runState
+	sched   *diffusion.Schedule
+}
+
+// loadRun opens the newest checkpoint of dir.
+func loadRun(dir string) (*openRun, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("run %s: %w", dir, err)
+	}
+	ckpt := compute.LatestCheckpoint(dir)
+	if ckpt == "" {
+		return nil, fmt.Errorf("run %s has no checkpoint yet (train first, or import weights)", dir)
+	}
+	tr, st, err := compute.LoadCheckpoint(ckpt)
+	if err != nil {
+		return nil, err
+	}
+	r := &openRun{dir: dir, ckpt: ckpt, trainer: tr, state: st}
+	if len(st.Extra) > 0 {
+		if err := json.Unmarshal(st.Extra, &r.app); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: run state: %w", ckpt, err)
+		}
+	}
+	if r.app.Schedule == "" {
+		r.app.Schedule, r.app.T, r.app.Variance = "linear", 1000, "fixedlarge"
+	}
+	r.sched, err = diffusion.NewSchedule(r.app.Schedule, r.app.T)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", ckpt, err)
+	}
+	return r, nil
+}
+
+// net returns the EMA or the raw network of the run.
+func (r *openRun) net(ema bool) *compute.UNet {
+	if ema {
+		return r.trainer.EMANet()
+	}
+	return r.trainer.Net
+}
+
+// imageShape is the shape of n images of the run's model.
+func (r *openRun) imageShape(n int) diffusion.Shape {
+	c := r.state.Config
+	return diffusion.Shape{N: n, C: c.InChannels, H: c.Resolution, W: c.Resolution}
+}

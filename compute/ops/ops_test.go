@@ -1,0 +1,294 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+func naiveSwish(x []float64) []float64 {
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = v / (1 + math.Exp(-v))
+	}
+	return y
+}
+
+func TestSwish(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	x := randTensor(rng, 0, 3, 2, 3, 4, 5)
+	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Swish(in[0]) }
+	checkForward(t, f, x.Shape(), naiveSwish(x.Float64s()), x)
+	requireGrad(t, f, 200, 1e-6, x)
+
+	v := randTensor(rng, 0, 3, 7)
+	checkForward(t, f, v.Shape(), naiveSwish(v.Float64s()), v)
+	requireGrad(t, f, 200, 1e-6, v)
+}
+
+// TestSwishExtremes checks values and gradients far in the tails, where
+// exp overflows if evaluated naively.
+func TestSwishExtremes(t *testing.T) {
+	xs := []float64{-1e4, -800, -100, -30, 0, 30, 100, 800, 1e4}
+	want := []float64{-0, -0, -100 * math.Exp(-100), -30 / (1 + math.Exp(30)), 0, 30 / (1 + math.Exp(-30)), 100, 800, 1e4}
+	wantGrad := make([]float64, len(xs))
+	for i, v := range xs {
+		s := 1 / (1 + math.Exp(-v))
+		wantGrad[i] = s * (1 + v*(1-s))
+	}
+	x := tensor.New(tensor.WithShape(len(xs)), tensor.WithBacking(append([]float64(nil), xs...)))
+	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Swish(in[0]) }
+	for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
+		_, got := forward(t, f, dt, x)
+		for i := range xs {
+			if d := math.Abs(got[i] - want[i]); !(d <= 1e-6*math.Max(1, math.Abs(want[i]))) {
+				t.Errorf("%v: swish(%g) = %g, want %g", dt, xs[i], got[i], want[i])
+			}
+		}
+		g := onesGrad(t, f, dt, x)
+		for i := range xs {
+			if d := math.Abs(g[i] - wantGrad[i]); !(d <= 1e-6) {
+				t.Errorf("%v: swish'(%g) = %g, want %g", dt, xs[i], g[i], wantGrad[i])
+			}
+		}
+	}
+}
+
+// onesGrad returns the gradient of Σ f(x) with respect to x, in dtype dt.
+func onesGrad(t *testing.T, f builder, dt tensor.Dtype, x *tensor.Dense) []float64 {
+	t.Helper()
+	g := gorgonia.NewGraph()
+	in := inputNodes(g, []*tensor.Dense{toDtype(x, dt)})
+	y, err := f(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, err := gorgonia.Sum(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, err := gorgonia.Grad(loss, in[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := gorgonia.NewTapeMachine(g)
+	defer m.Close()
+	if err := m.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	return float64s(t, gr[0].Value())
+}
+
+func naivePad(x *tensor.Dense, top, bottom, left, right int) (tensor.Shape, []float64) {
+	s := x.Shape()
+	n, c, h, w := s[0], s[1], s[2], s[3]
+	ph, pw := h+top+bottom, w+left+right
+	y := make([]float64, n*c*ph*pw)
+	xs := x.Float64s()
+	for p := 0; p < n*c; p++ {
+		for i := 0; i < ph; i++ {
+			for j := 0; j < pw; j++ {
+				si, sj := i-top, j-left
+				if si >= 0 && si < h && sj >= 0 && sj < w {
+					y[(p*ph+i)*pw+j] = xs[(p*h+si)*w+sj]
+				}
+			}
+		}
+	}
+	return tensor.Shape{n, c, ph, pw}, y
+}
+
+func TestPad2d(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	x := randTensor(rng, 0, 1, 2, 3, 5, 4)
+	for _, p := range [][4]int{{0, 1, 0, 1}, {1, 1, 1, 1}, {2, 0, 0, 3}, {0, 0, 0, 0}} {
+		f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Pad2d(in[0], p[0], p[1], p[2], p[3]) }
+		shape, want := naivePad(x, p[0], p[1], p[2], p[3])
+		checkForward(t, f, shape, want, x)
+		requireGrad(t, f, 200, 1e-6, x)
+	}
+	g := gorgonia.NewGraph()
+	n := gorgonia.NewTensor(g, tensor.Float64, 4, gorgonia.WithShape(1, 1, 2, 2), gorgonia.WithName("x"))
+	if _, err := Pad2d(n, 0, -1, 0, 0); err == nil {
+		t.Error("negative padding: no error")
+	}
+	if _, err := Pad2d(gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(2, 2), gorgonia.WithName("m")), 1, 1, 1, 1); err == nil {
+		t.Error("2-D input: no error")
+	}
+}
+
+func naiveUpsample(x *tensor.Dense) (tensor.Shape, []float64) {
+	s := x.Shape()
+	n, c, h, w := s[0], s[1], s[2], s[3]
+	y := make([]float64, n*c*4*h*w)
+	xs := x.Float64s()
+	for p := 0; p < n*c; p++ {
+		for i := 0; i < 2*h; i++ {
+			for j := 0; j < 2*w; j++ {
+				y[(p*2*h+i)*2*w+j] = xs[(p*h+i/2)*w+j/2]
+			}
+		}
+	}
+	return tensor.Shape{n, c, 2 * h, 2 * w}, y
+}
+
+func TestUpsample2x(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, shape := range [][]int{{2, 3, 4, 5}, {1, 2, 1, 1}, {3, 1, 3, 2}} {
+		x := randTensor(rng, 0, 1, shape...)
+		f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Upsample2x(in[0]) }
+		s, want := naiveUpsample(x)
+		checkForward(t, f, s, want, x)
+		requireGrad(t, f, 200, 1e-6, x)
+	}
+}
+
+func naiveSoftmax(x *tensor.Dense) []float64 {
+	xs := x.Float64s()
+	w := x.Shape()[x.Dims()-1]
+	y := make([]float64, len(xs))
+	for r := 0; r < len(xs)/w; r++ {
+		m := math.Inf(-1)
+		for _, v := range xs[r*w : (r+1)*w] {
+			m = math.Max(m, v)
+		}
+		var s float64
+		for j := r * w; j < (r+1)*w; j++ {
+			y[j] = math.Exp(xs[j] - m)
+			s += y[j]
+		}
+		for j := r * w; j < (r+1)*w; j++ {
+			y[j] /= s
+		}
+	}
+	return y
+}
+
+func TestSoftmax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Softmax(in[0]) }
+	for _, shape := range [][]int{{3, 16, 16}, {2, 5, 7}, {6}, {4, 1}} {
+		x := randTensor(rng, 0, 2, shape...)
+		checkForward(t, f, x.Shape(), naiveSoftmax(x), x)
+		requireGrad(t, f, 150, 1e-6, x)
+	}
+	// Rows far apart in scale: gorgonia.SoftMax gives NaN here.
+	x := unstableSoftmaxInput()
+	checkForward(t, f, x.Shape(), naiveSoftmax(x), x)
+}
+
+// unstableSoftmaxInput returns a [2,2,3] tensor whose first element is far
+// above the other rows.
+func unstableSoftmaxInput() *tensor.Dense {
+	return tensor.New(tensor.WithShape(2, 2, 3), tensor.WithBacking([]float64{
+		500, 1, 2,
+		-300, -301, -299,
+		3, 1, 0,
+		-700, -690, -695,
+	}))
+}
+
+// TestADOp compares the gradients of automatic differentiation (DoDiff,
+// LispMachine) with those of symbolic differentiation (SymDiff, TapeMachine).
+func TestADOp(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	x := randTensor(rng, 0, 1, 2, 8, 4, 6)
+	gamma, beta := randTensor(rng, 1, 0.5, 8), randTensor(rng, 0, 1, 8)
+	x3 := randTensor(rng, 0, 1, 2, 5, 7)
+	for _, tc := range []struct {
+		name   string
+		f      builder
+		inputs []*tensor.Dense
+	}{
+		{"GroupNorm", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return GroupNorm(in[0], in[1], in[2], 4, 1e-6) }, []*tensor.Dense{x, gamma, beta}},
+		{"GroupNormSwish", func(in []*gorgonia.Node) (*gorgonia.Node, error) {
+			return GroupNormSwish(in[0], in[1], in[2], 2, 1e-6)
+		}, []*tensor.Dense{x, gamma, beta}},
+		{"Swish", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Swish(in[0]) }, []*tensor.Dense{x}},
+		{"Pad2d", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Pad2d(in[0], 0, 1, 2, 1) }, []*tensor.Dense{x}},
+		{"Upsample2x", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Upsample2x(in[0]) }, []*tensor.Dense{x}},
+		{"Softmax", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Softmax(in[0]) }, []*tensor.Dense{x3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
+				want := symGrads(t, tc.f, dt, tc.inputs...)
+				got := grads(t, tc.f, dt, true, tc.inputs...)
+				for i := range want {
+					if d := maxRelDiff(got[i], want[i]); !(d <= 1e-6) {
+						t.Errorf("%v: input %d: AD vs symbolic max relative difference %.3g", dt, i, d)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRepeatedRuns runs a graph of all ops three times on one TapeMachine
+// and checks that each run gives the same output and gradients as the
+// first.
+func TestRepeatedRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	g := gorgonia.NewGraph()
+	in := inputNodes(g, []*tensor.Dense{
+		toDtype(randTensor(rng, 0, 1, 2, 8, 3, 3), tensor.Float32),
+		toDtype(randTensor(rng, 1, 0.5, 8), tensor.Float32),
+		toDtype(randTensor(rng, 0, 1, 8), tensor.Float32),
+	})
+	h, err := GroupNormSwish(in[0], in[1], in[2], 4, 1e-6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = Pad2d(h, 0, 1, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = Upsample2x(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = GroupNorm(h, in[1], in[2], 2, 1e-6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = Swish(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = Softmax(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, err := weightedSum(g, h, randTensor(rng, 0, 1, h.Shape()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, err := gorgonia.Grad(loss, in...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := gorgonia.NewTapeMachine(g)
+	defer m.Close()
+	var first [][]float64
+	for run := range 3 {
+		if err := m.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		vals := [][]float64{float64s(t, h.Value())}
+		for _, n := range gr {
+			vals = append(vals, float64s(t, n.Value()))
+		}
+		m.Reset()
+		if run == 0 {
+			first = vals
+			continue
+		}
+		for i := range vals {
+			if d := maxRelDiff(vals[i], first[i]); d != 0 {
+				t.Errorf("run %d: value %d differs from the first run by %.3g", run, i, d)
+			}
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package compute
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ddpm-studio/ddpm-studio/diffusion"
+)
+
+func tinyNet(t *testing.T, dropout float64) *UNet {
+	t.Helper()
+	cfg, err := PresetConfig("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dropout = dropout
+	net, err := NewUNet(cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net
+}
+
+func randn(n int, seed uint64) []float32 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
+}
+
+func TestTimestepEmbedding(t *testing.T) {
+	out := make([]float32, 2*8)
+	timestepEmbedding([]int{0, 999}, 8, out)
+	// t = 0: sin terms 0, cos terms 1.
+	if !slices.Equal(out[:8], []float32{0, 0, 0, 0, 1, 1, 1, 1}) {
+		t.Errorf("t=0: %v", out[:8])
+	}
+	// t = 999, i = 1 of half 4: f = exp(−ln(10000)/3).
+	f := math.Exp(-math.Log(10000) / 3)
+	if got, want := float64(out[8+1]), math.Sin(999*f); math.Abs(got-want) > 1e-6 {
+		t.Errorf("sin(999 f1) = %v, want %v", got, want)
+	}
+	if got, want := float64(out[8+4+3]), math.Cos(999*1e-4); math.Abs(got-want) > 1e-6 {
+		t.Errorf("cos(999 f3) = %v, want %v", got, want)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c, _ := PresetConfig("mnist")
+	for _, bad := range []func(*Config){
+		func(c *Config) { c.Ch = 48 },
+		func(c *Config) { c.Resolution = 30 },
+		func(c *Config) { c.ChMult = nil },
+		func(c *Config) { c.Dropout = 1 },
+		func(c *Config) { c.NumResBlocks = 0 },
+	} {
+		d := c
+		bad(&d)
+		if d.Validate() == nil {
+			t.Errorf("%s: no error", d)
+		}
+	}
+	if _, err := PresetConfig("nope"); err == nil {
+		t.Error("unknown preset: no error")
+	}
+}
+
+func TestInitialisation(t *testing.T) {
+	net := tinyNet(t, 0.1)
+	// The official code zero-initialises (scale 1e-10) conv2 of each ResnetBlock,
+	// proj_out and conv_out; GroupNorm γ is 1 and every bias 0.
+	for _, p := range net.Params {
+		maxAbs := 0.0
+		for _, v := range p.Data {
+			maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
+		}
+		switch {
+		case filepath.Ext(p.Name) == ".bias":
+			if maxAbs != 0 {
+				t.Errorf("%s: max |b| = %g, want 0", p.Name, maxAbs)
+			}
+		case slices.Contains([]string{"conv2", "proj_out", "conv_out"}, layerKind(p.Name)):
+			if maxAbs > 1e-4 || maxAbs == 0 {
+				t.Errorf("%s: max |w| = %g, want tiny but not zero", p.Name, maxAbs)
+			}
+		case len(p.Shape) == 1: // GroupNorm γ
+			if maxAbs != 1 {
+				t.Errorf("%s: γ max %g, want 1", p.Name, maxAbs)
+			}
+		default:
+			fanIn, fanOut := p.Shape[1], p.Shape[0]
+			if len(p.Shape) == 4 {
+				fanIn *= p.Shape[2] * p.Shape[3]
+				fanOut *= p.Shape[2] * p.Shape[3]
+			}
+			limit := math.Sqrt(3 / (float64(fanIn+fanOut) / 2))
+			if maxAbs > limit || maxAbs < 0.5*limit {
+				t.Errorf("%s: max |w| = %g, want just under %g", p.Name, maxAbs, limit)
+			}
+		}
+	}
+}
+
+// TestGradientDirectional checks the whole network's backward pass against a central
+// difference of the loss along a random direction in parameter space.
+func TestGradientDirectional(t *testing.T) {
+	net := tinyNet(t, 0)
+	// Wake the zero-initialised layers so every path carries gradient.
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, p := range net.Params {
+		for i := range p.Data {
+			p.Data[i] += float32(0.05 * r.NormFloat64())
+		}
+	}
+	tr := NewTrainer(net, DefaultOptim(), 0)
+	shape := diffusion.Shape{N: 2, C: 1, H: 16, W: 16}
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{5, 700}
+	f, err := net.build(shape.N, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.train[shape.N] = f
+	copy(backing(f.eps), eps)
+	if err := f.run(x, ts, net.Config.Ch); err != nil {
+		t.Fatal(err)
+	}
+	dir := make([][]float32, len(net.Params))
+	analytic := 0.0
+	for i, p := range net.Params {
+		dir[i] = randn(len(p.Data), uint64(100+i))
+		for j, g := range backing(f.grads[i]) {
+			analytic += float64(g) * float64(dir[i][j])
+		}
+	}
+	loss := func(h float64) float64 {
+		orig := make([][]float32, len(net.Params))
+		for i, p := range net.Params {
+			orig[i] = slices.Clone(p.Data)
+			for j := range p.Data {
+				p.Data[j] += float32(h) * dir[i][j]
+			}
+		}
+		defer func() {
+			for i, p := range net.Params {
+				copy(p.Data, orig[i])
+			}
+		}()
+		if err := f.run(x, ts, net.Config.Ch); err != nil {
+			t.Fatal(err)
+		}
+		return float64(f.loss.Value().Data().(float32))
+	}
+	h := 1e-3
+	numeric := (loss(h) - loss(-h)) / (2 * h)
+	if rel := math.Abs(numeric-analytic) / math.Abs(numeric); rel > 2e-2 {
+		t.Fatalf("directional derivative: backward %g, central difference %g (rel %.2g)", analytic, numeric, rel)
+	}
+	t.Logf("directional derivative: backward %g, central difference %g", analytic, numeric)
+}
+
+// TestOverfit: a few Adam steps on one batch must lower the loss clearly.
+func TestOverfit(t *testing.T) {
+	net := tinyNet(t, 0)
+	opt := DefaultOptim()
+	opt.LR, opt.Warmup = 2e-3, 1
+	tr := NewTrainer(net, opt, 0)
+	defer tr.Close()
+	shape := diffusion.Shape{N: 4, C: 1, H: 16, W: 16}
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{10, 200, 500, 900}
+	var first, last diffusion.StepStats
+	for i := 0; i < 30; i++ {
+		st, err := tr.TrainStep(x, ts, eps, shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = st
+		}
+		last = st
+	}
+	if last.Loss > 0.7*first.Loss {
+		t.Fatalf("loss %g → %g after 30 steps on one batch", first.Loss, last.Loss)
+	}
+	if tr.Step != 30 {
+		t.Errorf("step %d", tr.Step)
+	}
+}
+
+func TestPredictEpsChunks(t *testing.T) {
+	net := tinyNet(t, 0.1)
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, p := range net.Params {
+		for i := range p.Data {
+			p.Data[i] += float32(0.05 * r.NormFloat64())
+		}
+	}
+	shape := diffusion.Shape{N: 5, C: 1, H: 16, W: 16}
+	x, ts := randn(shape.Size(), 4), []int{0, 1, 2, 3, 999}
+	whole, err := net.PredictEps(context.Background(), x, ts, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.MaxBatch = 2
+	parts, err := net.PredictEps(context.Background(), x, ts, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range whole {
+		if math.Abs(float64(whole[i]-parts[i])) > 1e-5 {
+			t.Fatalf("value %d: %g in one batch, %g in chunks", i, whole[i], parts[i])
+		}
+	}
+	if _, err := net.PredictEps(context.Background(), x[:10], ts, shape); err == nil {
+		t.Error("short input: no error")
+	}
+}
+
+func TestGlobalNormClip(t *testing.T) {
+	g := [][]float32{{3, 0}, {4}}
+	if n := globalNorm(g); n != 5 {
+		t.Fatalf("norm %g", n)
+	}
+	o := DefaultOptim()
+	if o.LRAt(0) != o.LR/5000 || o.LRAt(4999) != o.LR || o.LRAt(2499) != o.LR/2 {
+		t.Errorf("warm-up: %g %g %g", o.LRAt(0), o.LRAt(2499), o.LRAt(4999))
+	}
+	if d := o.EMADecayAt(0); math.Abs(d-0.1) > 1e-12 {
+		t.Errorf("EMA decay at step 0: %g", d)
+	}
+	if d := o.EMADecayAt(1e9); d != 0.9999 {
+		t.Errorf("EMA decay late: %g", d)
+	}
+}
+
+// layerKind is the last part of a parameter's layer name: "conv2" for "down.0.block.1.conv2.weight".
+func layerKind(name string) string {
+	layer := strings.TrimSuffix(name, ".weight")
+	return layer[strings.LastIndex(layer, ".")+1:]
+}
