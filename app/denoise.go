@@ -20,7 +20,7 @@ type denoiseCmd struct {
 	T       int    `name:"t" required:"" help:"Timestep, the official index 0 ≤ t < T, fed to the time embedding as is."`
 	Seed    uint64 `default:"0" help:"Seed of the noise added to an image input."`
 	SaveEps string `help:"Save ε̂ as float32 .npy."`
-	SaveX0  string `help:"Save x̂0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t (not clipped) as float32 .npy."`
+	SaveX0  string `name:"save-x0" help:"Save x̂0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t (not clipped) as float32 .npy."`
 	Out     string `help:"Save a PNG: x_t above x̂0 (clipped)."`
 }
 

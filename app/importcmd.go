@@ -16,7 +16,7 @@ type importCmd struct {
 	modelFlags `embed:""`
 
 	Schedule string `default:"linear" enum:"linear,cosine" help:"Noise schedule the weights were trained with."`
-	T        int    `default:"1000" help:"Diffusion steps the weights were trained with."`
+	T        int    `name:"timesteps" default:"1000" help:"Diffusion steps T the weights were trained with."`
 	Variance string `default:"fixedlarge" enum:"fixedlarge,fixedsmall" help:"σ² for sampling: fixedlarge (CIFAR-10) or fixedsmall (LSUN, CelebA-HQ)."`
 	Data     string `help:"Dataset to remember for later training or eval (a folder or mnist)."`
 }

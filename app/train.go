@@ -36,7 +36,7 @@ type trainCmd struct {
 	EMA               float64 `default:"0.9999" help:"EMA decay of the weights; early steps use min(decay, (1+s)/(10+s)), so short runs are fine. 0 disables."`
 	Seed              uint64  `default:"0" help:"Seed of the initial weights, batches, timesteps, noise and dropout."`
 	Schedule          string  `default:"linear" enum:"linear,cosine" help:"Noise schedule: linear (1e-4 → 0.02) or cosine."`
-	T                 int     `default:"1000" help:"Diffusion steps."`
+	T                 int     `name:"timesteps" default:"1000" help:"Diffusion steps T."`
 	Hflip             bool    `help:"Random horizontal flips (not for digits or text)."`
 	CheckpointEvery   int64   `default:"500" help:"Save a checkpoint every N steps."`
 	CheckpointMinutes float64 `default:"10" help:"Also save one when this many minutes have passed since the last."`

@@ -7,6 +7,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 )
 
 // Param is one named weight tensor. Data is shared by every graph built for the model.
@@ -134,3 +136,7 @@ func timestepEmbedding(t []int, dim int, out []float32) {
 		}
 	}
 }
+
+// Gorgonia's own matrix products (dense layers, attention) use the same BLAS as ops.Conv2d.
+// gorgonia.Use is the library's only way to choose it: a process-wide setting.
+func init() { G.Use(ops.BLAS) }

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 
 	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 )
@@ -26,7 +25,7 @@ func (b *builder) unet(x, temb0 *G.Node) *G.Node {
 	temb = b.dense("temb.dense.1", temb, 4*ch, 4*ch)
 
 	// Downsampling. Every output goes on the skip stack, conv_in's too.
-	hs := []*G.Node{b.conv("conv_in", x, c.InChannels, ch, 3, 1, 1, 1)}
+	hs := []*G.Node{b.conv("conv_in", x, c.InChannels, ch, 3, 1, 1)}
 	hsCh := []int{ch}
 	res, cin := c.Resolution, ch
 	for i, mult := range c.ChMult {
@@ -72,20 +71,20 @@ func (b *builder) unet(x, temb0 *G.Node) *G.Node {
 
 	// End: GroupNorm → swish → conv 3×3 (zero-initialised).
 	h = b.normSwish("norm_out", h, cin)
-	return b.convInit("conv_out", h, cin, c.OutCh, 3, 1, 1, 1, 0)
+	return b.convInit("conv_out", h, cin, c.OutCh, 3, 1, same(1), 0)
 }
 
 // resnetBlock is GN → swish → conv → +Dense(swish(temb)) → GN → swish → dropout → conv, plus the shortcut.
 func (b *builder) resnetBlock(name string, x, temb *G.Node, cin, cout int) *G.Node {
 	h := b.normSwish(name+".norm1", x, cin)
-	h = b.conv(name+".conv1", h, cin, cout, 3, 1, 1, 1)
+	h = b.conv(name+".conv1", h, cin, cout, 3, 1, 1)
 	t := b.dense(name+".temb_proj", b.swish(temb), 4*b.cfg.Ch, cout)
 	h = b.addChannelwise(h, t)
 	h = b.normSwish(name+".norm2", h, cout)
 	h = b.dropout(h)
-	h = b.convInit(name+".conv2", h, cout, cout, 3, 1, 1, 1, 0)
+	h = b.convInit(name+".conv2", h, cout, cout, 3, 1, same(1), 0)
 	if cin != cout {
-		x = b.conv(name+".nin_shortcut", x, cin, cout, 1, 1, 0, 0)
+		x = b.conv(name+".nin_shortcut", x, cin, cout, 1, 1, 0)
 	}
 	return b.add(x, h)
 }
@@ -93,11 +92,11 @@ func (b *builder) resnetBlock(name string, x, temb *G.Node, cin, cout int) *G.No
 // attnBlock is single-head self-attention over all H·W positions with a residual connection.
 func (b *builder) attnBlock(name string, x *G.Node, c int) *G.Node {
 	h := b.norm(name+".norm", x, c)
-	q := b.conv(name+".q", h, c, c, 1, 1, 0, 0)
-	k := b.conv(name+".k", h, c, c, 1, 1, 0, 0)
-	v := b.conv(name+".v", h, c, c, 1, 1, 0, 0)
+	q := b.conv(name+".q", h, c, c, 1, 1, 0)
+	k := b.conv(name+".k", h, c, c, 1, 1, 0)
+	v := b.conv(name+".v", h, c, c, 1, 1, 0)
 	if b.spec() {
-		b.convInit(name+".proj_out", nil, c, c, 1, 1, 0, 0, 0)
+		b.convInit(name+".proj_out", nil, c, c, 1, 1, same(0), 0)
 		return nil
 	}
 	s := x.Shape()
@@ -110,16 +109,13 @@ func (b *builder) attnBlock(name string, x *G.Node, c int) *G.Node {
 	w = b.must(ops.Softmax(w))                     // over j
 	h = b.must(G.BatchedMatMul(v, w, false, true)) // h[n,c,i] = Σ_j v[n,c,j] w[n,i,j]
 	h = b.reshape(h, s...)
-	h = b.convInit(name+".proj_out", h, c, c, 1, 1, 0, 0, 0)
+	h = b.convInit(name+".proj_out", h, c, c, 1, 1, same(0), 0)
 	return b.add(x, h)
 }
 
-// downsample pads right and bottom by one, then applies a 3×3 stride-2 conv.
+// downsample is a 3×3 stride-2 conv after zero padding of one row at the bottom and one column at the right.
 func (b *builder) downsample(name string, x *G.Node, c int) *G.Node {
-	if !b.spec() {
-		x = b.must(ops.Pad2d(x, 0, 1, 0, 1))
-	}
-	return b.conv(name+".conv", x, c, c, 3, 2, 0, 0)
+	return b.convInit(name+".conv", x, c, c, 3, 2, ops.Pads{Bottom: 1, Right: 1}, 1)
 }
 
 // upsample is nearest-neighbour ×2 followed by a 3×3 conv.
@@ -127,26 +123,22 @@ func (b *builder) upsample(name string, x *G.Node, c int) *G.Node {
 	if !b.spec() {
 		x = b.must(ops.Upsample2x(x))
 	}
-	return b.conv(name+".conv", x, c, c, 3, 1, 1, 1)
+	return b.conv(name+".conv", x, c, c, 3, 1, 1)
 }
 
-// conv is a k×k convolution with bias and the official default initialisation.
-func (b *builder) conv(name string, x *G.Node, cin, cout, k, stride, padLo, padHi int) *G.Node {
-	return b.convInit(name, x, cin, cout, k, stride, padLo, padHi, 1)
+// conv is a k×k convolution with bias, zero padding pad on every side and the official default initialisation.
+func (b *builder) conv(name string, x *G.Node, cin, cout, k, stride, pad int) *G.Node {
+	return b.convInit(name, x, cin, cout, k, stride, same(pad), 1)
 }
 
-// convInit is conv with the given init scale (0 means the official near-zero init).
-func (b *builder) convInit(name string, x *G.Node, cin, cout, k, stride, padLo, padHi int, scale float64) *G.Node {
+// convInit is a convolution with the given padding and init scale (0 means the official near-zero init).
+func (b *builder) convInit(name string, x *G.Node, cin, cout, k, stride int, pad ops.Pads, scale float64) *G.Node {
 	w := b.param(name+".weight", []int{cout, cin, k, k}, varianceScaling(cin*k*k, cout*k*k, scale))
 	bias := b.param(name+".bias", []int{cout}, constInit(0))
 	if b.spec() {
 		return nil
 	}
-	if padLo != padHi {
-		panic("asymmetric conv padding: pad the input with ops.Pad2d first")
-	}
-	y := b.must(G.Conv2d(x, w, tensor.Shape{k, k}, []int{padLo, padLo}, []int{stride, stride}, []int{1, 1}))
-	return b.must(G.BroadcastAdd(y, b.reshape(bias, 1, cout, 1, 1), nil, []byte{0, 2, 3}))
+	return b.must(ops.Conv2d(x, w, bias, stride, pad))
 }
 
 // dense is x·Wᵀ + b with W stored [out, in] as in PyTorch.
@@ -224,3 +216,6 @@ func (b *builder) dropout(x *G.Node) *G.Node {
 }
 
 const normEps = 1e-6
+
+// same is zero padding p on every side.
+func same(p int) ops.Pads { return ops.Pads{Top: p, Bottom: p, Left: p, Right: p} }

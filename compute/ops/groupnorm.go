@@ -121,7 +121,7 @@ func gnForward[T float](y, x, gamma, beta []T, d gnDims, eps float64, act bool) 
 				for i := off; i < off+d.hw; i++ {
 					z := float64(x[i])*a + b
 					if act {
-						z = swish(z)
+						z = swish[T](z)
 					}
 					y[i] = T(z)
 				}
@@ -149,7 +149,7 @@ func gnStats[T float](st, x, gamma, beta, dy []T, d gnDims, eps float64, act boo
 					xh := (float64(x[i]) - mean) * rstd
 					dz := float64(dy[i])
 					if act {
-						dz *= swishDeriv(xh*gm + bt)
+						dz *= swishDeriv[T](xh*gm + bt)
 					}
 					s1 += dz
 					s2 += dz * xh
@@ -186,7 +186,7 @@ func gnDx[T float](dx, x, gamma, beta, dy, st []T, d gnDims, act bool) {
 					xh := (float64(x[i]) - mean) * rstd
 					dz := float64(dy[i])
 					if act {
-						dz *= swishDeriv(xh*gm + bt)
+						dz *= swishDeriv[T](xh*gm + bt)
 					}
 					dx[i] = T(rstd * (dz*gm - a - xh*b))
 				}

@@ -1,7 +1,10 @@
 package ops
 
 import (
+	"unsafe"
+
 	"fmt"
+	"github.com/chewxy/math32"
 	"hash"
 	"math"
 
@@ -25,20 +28,31 @@ func Swish(x *gorgonia.Node) (*gorgonia.Node, error) {
 }
 
 // sigmoid returns 1/(1+e^−x) without overflow.
-func sigmoid(x float64) float64 {
+func sigmoid[T float](x float64) float64 {
 	if x >= 0 {
-		return 1 / (1 + math.Exp(-x))
+		return 1 / (1 + expFor[T](-x))
 	}
-	e := math.Exp(x)
+	e := expFor[T](x)
 	return e / (1 + e)
 }
 
+// expFor is e^x at the precision of T: math32.Exp (assembly, about 1 ulp of
+// float32) for float32 data, which is 2× faster than math.Exp, and math.Exp
+// for float64 data.
+func expFor[T float](x float64) float64 {
+	var t T
+	if unsafe.Sizeof(t) == 4 {
+		return float64(math32.Exp(float32(x)))
+	}
+	return math.Exp(x)
+}
+
 // swish returns x·sigmoid(x).
-func swish(x float64) float64 { return x * sigmoid(x) }
+func swish[T float](x float64) float64 { return x * sigmoid[T](x) }
 
 // swishDeriv returns the derivative of swish at x: s·(1 + x·(1−s)), s = sigmoid(x).
-func swishDeriv(x float64) float64 {
-	s := sigmoid(x)
+func swishDeriv[T float](x float64) float64 {
+	s := sigmoid[T](x)
 	return s * (1 + x*(1-s))
 }
 
@@ -94,7 +108,7 @@ func (op swishOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value)
 func swishKernel[T float](y, x []T) {
 	parallelFor(len(x), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			y[i] = T(swish(float64(x[i])))
+			y[i] = T(swish[T](float64(x[i])))
 		}
 	})
 }
@@ -184,7 +198,7 @@ func (op swishGradOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Va
 func swishGradKernel[T float](dx, x, dy []T) {
 	parallelFor(len(x), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			dx[i] = T(float64(dy[i]) * swishDeriv(float64(x[i])))
+			dx[i] = T(float64(dy[i]) * swishDeriv[T](float64(x[i])))
 		}
 	})
 }

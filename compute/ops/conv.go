@@ -1,0 +1,450 @@
+package ops
+
+import (
+	"fmt"
+	"hash"
+	"runtime"
+
+	"github.com/chewxy/hm"
+	"gonum.org/v1/gonum/blas"
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Pads is the zero padding of a convolution's input, in pixels.
+type Pads struct{ Top, Bottom, Left, Right int }
+
+// Conv2d returns the cross-correlation of x [N,Cin,H,W] with w
+// [Cout,Cin,k,k] plus the bias b [Cout], with the given stride and zero
+// padding (the sides may differ: the official Downsample pads only bottom
+// and right). The output is [N, Cout, (H+top+bottom−k)/stride+1,
+// (W+left+right−k)/stride+1].
+//
+// It replaces gorgonia.Conv2d + BroadcastAdd, which run im2col per image
+// into gonum's pure-Go GEMM: here the images of a chunk are laid out as one
+// [Cin·k·k, chunk·Ho·Wo] matrix and multiplied with one BLAS call, the bias
+// add is fused, and the gradients with respect to x, w and b are three ops
+// of their own, so none is computed unless asked for.
+func Conv2d(x, w, b *gorgonia.Node, stride int, pad Pads) (*gorgonia.Node, error) {
+	op := conv2dOp{geom: geom{stride: stride, pads: pads{pad.Top, pad.Bottom, pad.Left, pad.Right}}}
+	xs, ws, bs := x.Shape(), w.Shape(), b.Shape()
+	if xs.Dims() != 4 || ws.Dims() != 4 || bs.Dims() != 1 || ws[1] != xs[1] || ws[2] != ws[3] || bs[0] != ws[0] {
+		return nil, fmt.Errorf("%v: shapes x %v, w %v, b %v do not fit [N,Cin,H,W], [Cout,Cin,k,k], [Cout]", op, xs, ws, bs)
+	}
+	if stride < 1 || min(pad.Top, pad.Bottom, pad.Left, pad.Right) < 0 {
+		return nil, fmt.Errorf("%v: bad stride or padding", op)
+	}
+	op.k = ws[2]
+	if _, err := op.outShape(xs, ws[0]); err != nil {
+		return nil, err
+	}
+	y, err := gorgonia.ApplyOp(op, x, w, b)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", op, err)
+	}
+	return y, nil
+}
+
+// geom is the geometry of a convolution.
+type geom struct {
+	k, stride int
+	pads
+}
+
+// outShape is the output shape for input shape xs and cout output channels.
+func (g geom) outShape(xs tensor.Shape, cout int) (tensor.Shape, error) {
+	ph, pw := xs[2]+g.top+g.bottom, xs[3]+g.left+g.right
+	if ph < g.k || pw < g.k {
+		return nil, fmt.Errorf("conv: padded input %d×%d is smaller than the %d×%d kernel", ph, pw, g.k, g.k)
+	}
+	return tensor.Shape{xs[0], cout, (ph-g.k)/g.stride + 1, (pw-g.k)/g.stride + 1}, nil
+}
+
+func (g geom) String() string {
+	return fmt.Sprintf("k=%d, stride=%d, pad=(%d,%d,%d,%d)", g.k, g.stride, g.top, g.bottom, g.left, g.right)
+}
+
+// convPlan holds the sizes of one convolution's matrices.
+type convPlan struct {
+	geom
+	n, cin, h, w, cout, oh, ow int
+	kk                         int // cin·k·k: rows of the column matrix
+	ohw                        int // oh·ow
+	chunk                      int // images per BLAS call
+}
+
+// colBudget bounds the column matrix of one chunk, in elements (16 Mi floats).
+const colBudget = 1 << 24
+
+func newPlan(g geom, xs tensor.Shape, cout int) (convPlan, error) {
+	ys, err := g.outShape(xs, cout)
+	if err != nil {
+		return convPlan{}, err
+	}
+	p := convPlan{geom: g, n: xs[0], cin: xs[1], h: xs[2], w: xs[3], cout: cout, oh: ys[2], ow: ys[3]}
+	p.kk, p.ohw = p.cin*g.k*g.k, p.oh*p.ow
+	p.chunk = max(1, min(p.n, colBudget/(p.kk*p.ohw)))
+	return p, nil
+}
+
+// im2col lays images [n0, n1) of x out as col [kk, (n1−n0)·ohw]: row (c,ky,kx),
+// column (image, oy, ox) holds x[n, c, oy·s−top+ky, ox·s−left+kx], or 0 in the padding.
+func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
+	cols := (n1 - n0) * p.ohw
+	parallelFor(p.kk, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			c, ky, kx := r/(p.k*p.k), r/p.k%p.k, r%p.k
+			row := col[r*cols : (r+1)*cols]
+			for n := n0; n < n1; n++ {
+				plane := x[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
+				out := row[(n-n0)*p.ohw:][:p.ohw]
+				for oy := range p.oh {
+					iy := oy*p.stride - p.top + ky
+					dst := out[oy*p.ow:][:p.ow]
+					if iy < 0 || iy >= p.h {
+						clear(dst)
+						continue
+					}
+					src := plane[iy*p.w:][:p.w]
+					if p.stride == 1 { // valid ox form one run: a copy between two clears
+						lo := min(p.ow, max(0, p.left-kx))
+						hi := max(lo, min(p.ow, p.w+p.left-kx))
+						clear(dst[:lo])
+						copy(dst[lo:hi], src[lo-p.left+kx:])
+						clear(dst[hi:])
+						continue
+					}
+					for ox := range p.ow {
+						ix := ox*p.stride - p.left + kx
+						if ix < 0 || ix >= p.w {
+							dst[ox] = 0
+						} else {
+							dst[ox] = src[ix]
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// col2im adds col [kk, (n1−n0)·ohw] back into images [n0, n1) of dx (the adjoint of im2col).
+func col2im[T float](p convPlan, col, dx []T, n0, n1 int) {
+	cols := (n1 - n0) * p.ohw
+	parallelFor(p.cin, func(lo, hi int) { // rows of one input channel write only to that channel
+		for c := lo; c < hi; c++ {
+			for r := c * p.k * p.k; r < (c+1)*p.k*p.k; r++ {
+				ky, kx := r/p.k%p.k, r%p.k
+				row := col[r*cols : (r+1)*cols]
+				for n := n0; n < n1; n++ {
+					plane := dx[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
+					in := row[(n-n0)*p.ohw:][:p.ohw]
+					for oy := range p.oh {
+						iy := oy*p.stride - p.top + ky
+						if iy < 0 || iy >= p.h {
+							continue
+						}
+						dst := plane[iy*p.w:][:p.w]
+						src := in[oy*p.ow:][:p.ow]
+						for ox := range p.ow {
+							if ix := ox*p.stride - p.left + kx; ix >= 0 && ix < p.w {
+								dst[ix] += src[ox]
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// gemm is C = α·op(A)·op(B) + β·C in row-major order through BLAS. Large
+// products are split by columns of C across GOMAXPROCS goroutines, one
+// single-threaded BLAS call each.
+func gemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	ta, tb := blas.NoTrans, blas.NoTrans
+	if tA {
+		ta = blas.Trans
+	}
+	if tB {
+		tb = blas.Trans
+	}
+	parts := 1
+	if m*n*k >= 1<<20 && n >= 64 {
+		parts = runtime.GOMAXPROCS(0)
+	}
+	parallelFor(parts, func(lo, hi int) {
+		for part := lo; part < hi; part++ {
+			j0, j1 := part*n/parts, (part+1)*n/parts
+			if j0 == j1 {
+				continue
+			}
+			// Columns j0..j1 of C need columns j0..j1 of op(B): rows of B when transposed.
+			bj := b[j0:]
+			if tB {
+				bj = b[j0*ldb:]
+			}
+			switch a := any(a).(type) {
+			case []float32:
+				BLAS.Sgemm(ta, tb, m, j1-j0, k, float32(alpha), a, lda, any(bj).([]float32), ldb, float32(beta), any(c[j0:]).([]float32), ldc)
+			case []float64:
+				BLAS.Dgemm(ta, tb, m, j1-j0, k, float64(alpha), a, lda, any(bj).([]float64), ldb, float64(beta), any(c[j0:]).([]float64), ldc)
+			}
+		}
+	})
+}
+
+// convForward computes y = conv(x, w) + b.
+func convForward[T float](p convPlan, x, w, b, y []T) {
+	col := make([]T, p.kk*p.chunk*p.ohw)
+	tmp := make([]T, p.cout*p.chunk*p.ohw)
+	for n0 := 0; n0 < p.n; n0 += p.chunk {
+		n1 := min(n0+p.chunk, p.n)
+		cols := (n1 - n0) * p.ohw
+		im2col(p, x, col, n0, n1)
+		gemm(false, false, p.cout, cols, p.kk, 1, w, p.kk, col, cols, 0, tmp, cols)
+		// tmp is [cout, image, ohw]; y is [image, cout, ohw].
+		parallelFor(p.cout, func(lo, hi int) {
+			for co := lo; co < hi; co++ {
+				for n := n0; n < n1; n++ {
+					src := tmp[co*cols+(n-n0)*p.ohw:][:p.ohw]
+					dst := y[(n*p.cout+co)*p.ohw:][:p.ohw]
+					for i, v := range src {
+						dst[i] = v + b[co]
+					}
+				}
+			}
+		})
+	}
+}
+
+// gatherDY copies images [n0, n1) of dy [N, cout, ohw] into dyT [cout, (n1−n0)·ohw].
+func gatherDY[T float](p convPlan, dy, dyT []T, n0, n1 int) {
+	cols := (n1 - n0) * p.ohw
+	parallelFor(p.cout, func(lo, hi int) {
+		for co := lo; co < hi; co++ {
+			for n := n0; n < n1; n++ {
+				copy(dyT[co*cols+(n-n0)*p.ohw:][:p.ohw], dy[(n*p.cout+co)*p.ohw:][:p.ohw])
+			}
+		}
+	})
+}
+
+// convGradW computes dw = Σ_chunks dyT · colᵀ.
+func convGradW[T float](p convPlan, x, dy, dw []T) {
+	col := make([]T, p.kk*p.chunk*p.ohw)
+	dyT := make([]T, p.cout*p.chunk*p.ohw)
+	clear(dw)
+	for n0 := 0; n0 < p.n; n0 += p.chunk {
+		n1 := min(n0+p.chunk, p.n)
+		cols := (n1 - n0) * p.ohw
+		im2col(p, x, col, n0, n1)
+		gatherDY(p, dy, dyT, n0, n1)
+		gemm(false, true, p.cout, p.kk, cols, 1, dyT, cols, col, cols, 1, dw, p.kk)
+	}
+}
+
+// convGradX computes dx = col2im(wᵀ · dyT).
+func convGradX[T float](p convPlan, w, dy, dx []T) {
+	col := make([]T, p.kk*p.chunk*p.ohw)
+	dyT := make([]T, p.cout*p.chunk*p.ohw)
+	clear(dx)
+	for n0 := 0; n0 < p.n; n0 += p.chunk {
+		n1 := min(n0+p.chunk, p.n)
+		cols := (n1 - n0) * p.ohw
+		gatherDY(p, dy, dyT, n0, n1)
+		gemm(true, false, p.kk, cols, p.cout, 1, w, p.kk, dyT, cols, 0, col, cols)
+		col2im(p, col, dx, n0, n1)
+	}
+}
+
+// convGradB computes db[c] = Σ_{n,pixels} dy[n,c,·].
+func convGradB[T float](n, cout, ohw int, dy, db []T) {
+	for c := range cout {
+		var s float64
+		for i := range n {
+			for _, v := range dy[(i*cout+c)*ohw:][:ohw] {
+				s += float64(v)
+			}
+		}
+		db[c] = T(s)
+	}
+}
+
+// conv2dOp is y = conv(x, w) + b.
+type conv2dOp struct {
+	pure
+	geom
+}
+
+func (conv2dOp) Arity() int { return 3 }
+
+func (conv2dOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	return hm.NewFnType(tensorType(4, a), tensorType(4, a), tensorType(1, a), tensorType(4, a))
+}
+
+func (op conv2dOp) InferShape(in ...gorgonia.DimSizer) (tensor.Shape, error) {
+	xs, err := shapeOf(op, in, 0)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := shapeOf(op, in, 1)
+	if err != nil {
+		return nil, err
+	}
+	return op.outShape(xs, ws[0])
+}
+
+func (op conv2dOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
+	in, err := denses(op, vals)
+	if err != nil {
+		return nil, err
+	}
+	ys, err := op.outShape(in[0].Shape(), in[1].Shape()[0])
+	if err != nil {
+		return nil, err
+	}
+	return op.UsePreallocDo(newLike(in[0].Dtype(), ys), vals...)
+}
+
+func (op conv2dOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value) (gorgonia.Value, error) {
+	in, err := denses(op, vals)
+	if err != nil {
+		return nil, err
+	}
+	x, w, b := in[0], in[1], in[2]
+	p, err := newPlan(op.geom, x.Shape(), w.Shape()[0])
+	if err != nil {
+		return nil, err
+	}
+	out, err := output(op, prealloc, tensor.Shape{p.n, p.cout, p.oh, p.ow}, x.Dtype())
+	if err != nil {
+		return nil, err
+	}
+	switch x.Dtype() {
+	case tensor.Float32:
+		convForward(p, x.Float32s(), w.Float32s(), b.Float32s(), out.Float32s())
+	default:
+		convForward(p, x.Float64s(), w.Float64s(), b.Float64s(), out.Float64s())
+	}
+	return out, nil
+}
+
+func (op conv2dOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op conv2dOp) Hashcode() uint32      { return hashOf(op) }
+func (op conv2dOp) String() string        { return fmt.Sprintf("Conv2d{%v}", op.geom) }
+
+// DiffWRT reports that the convolution is differentiable in x, w and b.
+func (conv2dOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+
+// SymDiff returns the nodes of dx, dw and db.
+func (op conv2dOp) SymDiff(inputs gorgonia.Nodes, _, grad *gorgonia.Node) (gorgonia.Nodes, error) {
+	if len(inputs) != 3 {
+		return nil, fmt.Errorf("%v: expected 3 inputs, got %d", op, len(inputs))
+	}
+	x, w := inputs[0], inputs[1]
+	dx, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'x', shape: x.Shape().Clone()}, w, grad)
+	if err != nil {
+		return nil, fmt.Errorf("%v dx: %w", op, err)
+	}
+	dw, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'w', shape: w.Shape().Clone()}, x, grad)
+	if err != nil {
+		return nil, fmt.Errorf("%v dw: %w", op, err)
+	}
+	db, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'b', shape: inputs[2].Shape().Clone()}, grad)
+	if err != nil {
+		return nil, fmt.Errorf("%v db: %w", op, err)
+	}
+	return gorgonia.Nodes{dx, dw, db}, nil
+}
+
+// convGradOp computes one gradient of a convolution from dy:
+// wrt 'x' takes (w, dy), 'w' takes (x, dy), 'b' takes (dy).
+type convGradOp struct {
+	pure
+	geom
+	wrt   byte
+	shape tensor.Shape // shape of the result
+}
+
+func (op convGradOp) Arity() int {
+	if op.wrt == 'b' {
+		return 1
+	}
+	return 2
+}
+
+func (op convGradOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	out := tensorType(op.shape.Dims(), a)
+	if op.wrt == 'b' {
+		return hm.NewFnType(tensorType(4, a), out)
+	}
+	return hm.NewFnType(tensorType(4, a), tensorType(4, a), out)
+}
+
+func (op convGradOp) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) {
+	return op.shape.Clone(), nil
+}
+
+func (op convGradOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
+	if len(vals) == 0 {
+		return nil, fmt.Errorf("%v: no inputs", op)
+	}
+	d, err := dense(vals[0])
+	if err != nil {
+		return nil, err
+	}
+	return op.UsePreallocDo(newLike(d.Dtype(), op.shape), vals...)
+}
+
+func (op convGradOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value) (gorgonia.Value, error) {
+	in, err := denses(op, vals)
+	if err != nil {
+		return nil, err
+	}
+	dy := in[len(in)-1]
+	dt := dy.Dtype()
+	out, err := output(op, prealloc, op.shape, dt)
+	if err != nil {
+		return nil, err
+	}
+	ys := dy.Shape()
+	if op.wrt == 'b' {
+		if dt == tensor.Float32 {
+			convGradB(ys[0], ys[1], ys[2]*ys[3], dy.Float32s(), out.Float32s())
+		} else {
+			convGradB(ys[0], ys[1], ys[2]*ys[3], dy.Float64s(), out.Float64s())
+		}
+		return out, nil
+	}
+	xs := op.shape // wrt x
+	if op.wrt == 'w' {
+		xs = in[0].Shape()
+	}
+	p, err := newPlan(op.geom, xs, ys[1])
+	if err != nil {
+		return nil, err
+	}
+	if p.n != ys[0] || p.oh != ys[2] || p.ow != ys[3] {
+		return nil, fmt.Errorf("%v: dy %v does not fit input %v", op, ys, xs)
+	}
+	switch {
+	case op.wrt == 'x' && dt == tensor.Float32:
+		convGradX(p, in[0].Float32s(), dy.Float32s(), out.Float32s())
+	case op.wrt == 'x':
+		convGradX(p, in[0].Float64s(), dy.Float64s(), out.Float64s())
+	case dt == tensor.Float32:
+		convGradW(p, in[0].Float32s(), dy.Float32s(), out.Float32s())
+	default:
+		convGradW(p, in[0].Float64s(), dy.Float64s(), out.Float64s())
+	}
+	return out, nil
+}
+
+func (op convGradOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op convGradOp) Hashcode() uint32      { return hashOf(op) }
+func (op convGradOp) String() string {
+	return fmt.Sprintf("Conv2dGrad_%c{%v, %v}", op.wrt, op.geom, op.shape)
+}
