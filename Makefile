@@ -4,9 +4,9 @@ GO ?= go
 BIN := bin/ddpm-studio
 export LANG ?= C.UTF-8
 
-# Debian packages the build and the tests need: a C compiler for cgo, Debian's Python with
+# Debian packages the build and the tests need: a C compiler and OpenBLAS for cgo, Debian's Python with
 # PyTorch and NumPy for the reference tests (never used at run time).
-DEB_PACKAGES := gcc python3 python3-numpy python3-torch
+DEB_PACKAGES := gcc libc6-dev libopenblas-dev python3 python3-numpy python3-torch
 
 .PHONY: all build run test deps vet bench clean
 

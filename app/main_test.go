@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -272,3 +273,7 @@ func decodePNG(t *testing.T, path string) image.Image {
 	}
 	return img
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

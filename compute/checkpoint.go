@@ -186,6 +186,11 @@ func SaveCheckpoint(runDir string, t *Trainer, extra json.RawMessage) (string, e
 		return "", fmt.Errorf("save checkpoint: %w", err)
 	}
 	final := filepath.Join(root, fmt.Sprintf("step-%08d", t.Step))
+	if stale, _ := filepath.Glob(filepath.Join(root, ".tmp-*")); len(stale) > 0 {
+		for _, d := range stale { // left by a killed process
+			os.RemoveAll(d)
+		}
+	}
 	tmp, err := os.MkdirTemp(root, ".tmp-")
 	if err != nil {
 		return "", fmt.Errorf("save checkpoint: %w", err)

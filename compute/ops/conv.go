@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"hash"
 	"runtime"
+	"sync"
+	"unsafe"
 
 	"github.com/chewxy/hm"
 	"gonum.org/v1/gonum/blas"
@@ -146,6 +148,15 @@ func col2im[T float](p convPlan, col, dx []T, n0, n1 int) {
 						}
 						dst := plane[iy*p.w:][:p.w]
 						src := in[oy*p.ow:][:p.ow]
+						if p.stride == 1 { // the valid ox form one run
+							lo := min(p.ow, max(0, p.left-kx))
+							hi := max(lo, min(p.ow, p.w+p.left-kx))
+							d := dst[lo-p.left+kx:][:hi-lo]
+							for i, v := range src[lo:hi] {
+								d[i] += v
+							}
+							continue
+						}
 						for ox := range p.ow {
 							if ix := ox*p.stride - p.left + kx; ix >= 0 && ix < p.w {
 								dst[ix] += src[ox]
@@ -196,8 +207,8 @@ func gemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 
 // convForward computes y = conv(x, w) + b.
 func convForward[T float](p convPlan, x, w, b, y []T) {
-	col := make([]T, p.kk*p.chunk*p.ohw)
-	tmp := make([]T, p.cout*p.chunk*p.ohw)
+	col, tmp := scratch[T](p.kk*p.chunk*p.ohw), scratch[T](p.cout*p.chunk*p.ohw)
+	defer release(col, tmp)
 	for n0 := 0; n0 < p.n; n0 += p.chunk {
 		n1 := min(n0+p.chunk, p.n)
 		cols := (n1 - n0) * p.ohw
@@ -232,8 +243,8 @@ func gatherDY[T float](p convPlan, dy, dyT []T, n0, n1 int) {
 
 // convGradW computes dw = Σ_chunks dyT · colᵀ.
 func convGradW[T float](p convPlan, x, dy, dw []T) {
-	col := make([]T, p.kk*p.chunk*p.ohw)
-	dyT := make([]T, p.cout*p.chunk*p.ohw)
+	col, dyT := scratch[T](p.kk*p.chunk*p.ohw), scratch[T](p.cout*p.chunk*p.ohw)
+	defer release(col, dyT)
 	clear(dw)
 	for n0 := 0; n0 < p.n; n0 += p.chunk {
 		n1 := min(n0+p.chunk, p.n)
@@ -246,8 +257,8 @@ func convGradW[T float](p convPlan, x, dy, dw []T) {
 
 // convGradX computes dx = col2im(wᵀ · dyT).
 func convGradX[T float](p convPlan, w, dy, dx []T) {
-	col := make([]T, p.kk*p.chunk*p.ohw)
-	dyT := make([]T, p.cout*p.chunk*p.ohw)
+	col, dyT := scratch[T](p.kk*p.chunk*p.ohw), scratch[T](p.cout*p.chunk*p.ohw)
+	defer release(col, dyT)
 	clear(dx)
 	for n0 := 0; n0 < p.n; n0 += p.chunk {
 		n1 := min(n0+p.chunk, p.n)
@@ -447,4 +458,34 @@ func (op convGradOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
 func (op convGradOp) Hashcode() uint32      { return hashOf(op) }
 func (op convGradOp) String() string {
 	return fmt.Sprintf("Conv2dGrad_%c{%v, %v}", op.wrt, op.geom, op.shape)
+}
+
+// scratchPool recycles the large temporary matrices of the convolutions
+// (their contents are always overwritten before use), so a training step
+// does not allocate and clear hundreds of megabytes.
+var scratchPool = struct{ f32, f64 sync.Pool }{}
+
+// scratch returns a slice of n elements with arbitrary contents.
+func scratch[T float](n int) []T {
+	var t T
+	pool := &scratchPool.f64
+	if unsafe.Sizeof(t) == 4 {
+		pool = &scratchPool.f32
+	}
+	if b, ok := pool.Get().(*[]T); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]T, n)
+}
+
+// release returns slices from scratch to the pool.
+func release[T float](bufs ...[]T) {
+	var t T
+	pool := &scratchPool.f64
+	if unsafe.Sizeof(t) == 4 {
+		pool = &scratchPool.f32
+	}
+	for _, b := range bufs {
+		pool.Put(&b)
+	}
 }

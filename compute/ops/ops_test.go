@@ -292,3 +292,20 @@ func TestRepeatedRuns(t *testing.T) {
 		}
 	}
 }
+
+func TestExpFast(t *testing.T) {
+	worst := 0.0
+	for i := -700000; i <= 700000; i++ {
+		x := float64(i) / 997
+		got, want := expFast(x), math.Exp(x)
+		if rel := math.Abs(got-want) / want; rel > worst {
+			worst = rel
+		}
+	}
+	if worst > 1e-8 {
+		t.Errorf("expFast: worst relative error %g", worst)
+	}
+	if !math.IsInf(expFast(710), 1) || expFast(-710) != 0 || expFast(0) != 1 || !math.IsNaN(expFast(math.NaN())) {
+		t.Errorf("expFast edges: %g %g %g", expFast(710), expFast(-710), expFast(0))
+	}
+}
