@@ -70,29 +70,6 @@ func TestGorgoniaConv2d(t *testing.T) {
 	}
 }
 
-// TestDownsample checks Pad2d(0,1,0,1) followed by a 3×3 stride-2
-// convolution, the official Downsample, against a naive reference.
-func TestDownsample(t *testing.T) {
-	rng := rand.New(rand.NewPCG(11, 11))
-	x := randTensor(rng, 0, 1, 2, 3, 8, 8)
-	w := randTensor(rng, 0, 0.5, 4, 3, 3, 3)
-	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) {
-		p, err := Pad2d(in[0], 0, 1, 0, 1)
-		if err != nil {
-			return nil, err
-		}
-		return gorgonia.Conv2d(p, in[1], tensor.Shape{3, 3}, []int{0, 0}, []int{2, 2}, []int{1, 1})
-	}
-	_, padded := naivePad(x, 0, 1, 0, 1)
-	px := tensor.New(tensor.WithShape(2, 3, 9, 9), tensor.WithBacking(padded))
-	shape, want := naiveConv(px, w, 0, 2)
-	if !shape.Eq(tensor.Shape{2, 4, 4, 4}) {
-		t.Fatalf("reference shape %v", shape)
-	}
-	checkForward(t, f, shape, want, x, w)
-	requireGrad(t, f, 100, 1e-6, x, w)
-}
-
 // naiveBatchedMatMul multiplies op(a) [B,M,K] by op(b) [B,K,N], op
 // transposing the last two axes when asked.
 func naiveBatchedMatMul(a, b *tensor.Dense, transA, transB bool) (tensor.Shape, []float64) {

@@ -28,7 +28,7 @@ type Pads struct{ Top, Bottom, Left, Right int }
 // add is fused, and the gradients with respect to x, w and b are three ops
 // of their own, so none is computed unless asked for.
 func Conv2d(x, w, b *gorgonia.Node, stride int, pad Pads) (*gorgonia.Node, error) {
-	op := conv2dOp{geom: geom{stride: stride, pads: pads{pad.Top, pad.Bottom, pad.Left, pad.Right}}}
+	op := conv2dOp{geom: geom{stride: stride, Pads: pad}}
 	xs, ws, bs := x.Shape(), w.Shape(), b.Shape()
 	if xs.Dims() != 4 || ws.Dims() != 4 || bs.Dims() != 1 || ws[1] != xs[1] || ws[2] != ws[3] || bs[0] != ws[0] {
 		return nil, fmt.Errorf("%v: shapes x %v, w %v, b %v do not fit [N,Cin,H,W], [Cout,Cin,k,k], [Cout]", op, xs, ws, bs)
@@ -50,12 +50,12 @@ func Conv2d(x, w, b *gorgonia.Node, stride int, pad Pads) (*gorgonia.Node, error
 // geom is the geometry of a convolution.
 type geom struct {
 	k, stride int
-	pads
+	Pads
 }
 
 // outShape is the output shape for input shape xs and cout output channels.
 func (g geom) outShape(xs tensor.Shape, cout int) (tensor.Shape, error) {
-	ph, pw := xs[2]+g.top+g.bottom, xs[3]+g.left+g.right
+	ph, pw := xs[2]+g.Top+g.Bottom, xs[3]+g.Left+g.Right
 	if ph < g.k || pw < g.k {
 		return nil, fmt.Errorf("conv: padded input %d×%d is smaller than the %d×%d kernel", ph, pw, g.k, g.k)
 	}
@@ -63,7 +63,7 @@ func (g geom) outShape(xs tensor.Shape, cout int) (tensor.Shape, error) {
 }
 
 func (g geom) String() string {
-	return fmt.Sprintf("k=%d, stride=%d, pad=(%d,%d,%d,%d)", g.k, g.stride, g.top, g.bottom, g.left, g.right)
+	return fmt.Sprintf("k=%d, stride=%d, pad=(%d,%d,%d,%d)", g.k, g.stride, g.Top, g.Bottom, g.Left, g.Right)
 }
 
 // convPlan holds the sizes of one convolution's matrices.
@@ -101,7 +101,7 @@ func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
 				plane := x[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
 				out := row[(n-n0)*p.ohw:][:p.ohw]
 				for oy := range p.oh {
-					iy := oy*p.stride - p.top + ky
+					iy := oy*p.stride - p.Top + ky
 					dst := out[oy*p.ow:][:p.ow]
 					if iy < 0 || iy >= p.h {
 						clear(dst)
@@ -109,15 +109,15 @@ func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
 					}
 					src := plane[iy*p.w:][:p.w]
 					if p.stride == 1 { // valid ox form one run: a copy between two clears
-						lo := min(p.ow, max(0, p.left-kx))
-						hi := max(lo, min(p.ow, p.w+p.left-kx))
+						lo := min(p.ow, max(0, p.Left-kx))
+						hi := max(lo, min(p.ow, p.w+p.Left-kx))
 						clear(dst[:lo])
-						copy(dst[lo:hi], src[lo-p.left+kx:])
+						copy(dst[lo:hi], src[lo-p.Left+kx:])
 						clear(dst[hi:])
 						continue
 					}
 					for ox := range p.ow {
-						ix := ox*p.stride - p.left + kx
+						ix := ox*p.stride - p.Left + kx
 						if ix < 0 || ix >= p.w {
 							dst[ox] = 0
 						} else {
@@ -142,23 +142,23 @@ func col2im[T float](p convPlan, col, dx []T, n0, n1 int) {
 					plane := dx[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
 					in := row[(n-n0)*p.ohw:][:p.ohw]
 					for oy := range p.oh {
-						iy := oy*p.stride - p.top + ky
+						iy := oy*p.stride - p.Top + ky
 						if iy < 0 || iy >= p.h {
 							continue
 						}
 						dst := plane[iy*p.w:][:p.w]
 						src := in[oy*p.ow:][:p.ow]
 						if p.stride == 1 { // the valid ox form one run
-							lo := min(p.ow, max(0, p.left-kx))
-							hi := max(lo, min(p.ow, p.w+p.left-kx))
-							d := dst[lo-p.left+kx:][:hi-lo]
+							lo := min(p.ow, max(0, p.Left-kx))
+							hi := max(lo, min(p.ow, p.w+p.Left-kx))
+							d := dst[lo-p.Left+kx:][:hi-lo]
 							for i, v := range src[lo:hi] {
 								d[i] += v
 							}
 							continue
 						}
 						for ox := range p.ow {
-							if ix := ox*p.stride - p.left + kx; ix >= 0 && ix < p.w {
+							if ix := ox*p.stride - p.Left + kx; ix >= 0 && ix < p.w {
 								dst[ix] += src[ox]
 							}
 						}

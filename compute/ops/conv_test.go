@@ -76,7 +76,7 @@ func TestConv2dChunks(t *testing.T) {
 	x := randTensor(rng, 0, 1, 60, 8, 64, 64)
 	w := randTensor(rng, 0, 0.2, 2, 8, 3, 3)
 	b := randTensor(rng, 0, 1, 2)
-	p, err := newPlan(geom{k: 3, stride: 1, pads: pads{1, 1, 1, 1}}, x.Shape(), 2)
+	p, err := newPlan(geom{k: 3, stride: 1, Pads: Pads{1, 1, 1, 1}}, x.Shape(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,12 @@
 // Package ops holds the custom Gorgonia operations of the DDPM U-Net:
-// group normalisation (optionally fused with swish), swish, zero padding,
+// convolution on BLAS, group normalisation (optionally fused with swish), swish,
 // nearest-neighbour upsampling and a numerically stable softmax.
 //
 // Every op works on Float32 and Float64 tensors in NCHW layout where a
 // layout applies, supports symbolic differentiation (gorgonia.SDOp) through
-// backward ops of its own and automatic differentiation (gorgonia.ADOp), and
-// reuses the output buffer a TapeMachine hands it (UsePreallocDo).
+// backward ops of its own (all but Conv2d also automatic differentiation,
+// gorgonia.ADOp, for the LispMachine), and fills the output buffer a
+// TapeMachine hands it (UsePreallocDo).
 package ops
 
 import (

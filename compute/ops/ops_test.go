@@ -82,44 +82,6 @@ func onesGrad(t *testing.T, f builder, dt tensor.Dtype, x *tensor.Dense) []float
 	return float64s(t, gr[0].Value())
 }
 
-func naivePad(x *tensor.Dense, top, bottom, left, right int) (tensor.Shape, []float64) {
-	s := x.Shape()
-	n, c, h, w := s[0], s[1], s[2], s[3]
-	ph, pw := h+top+bottom, w+left+right
-	y := make([]float64, n*c*ph*pw)
-	xs := x.Float64s()
-	for p := 0; p < n*c; p++ {
-		for i := 0; i < ph; i++ {
-			for j := 0; j < pw; j++ {
-				si, sj := i-top, j-left
-				if si >= 0 && si < h && sj >= 0 && sj < w {
-					y[(p*ph+i)*pw+j] = xs[(p*h+si)*w+sj]
-				}
-			}
-		}
-	}
-	return tensor.Shape{n, c, ph, pw}, y
-}
-
-func TestPad2d(t *testing.T) {
-	rng := rand.New(rand.NewPCG(2, 2))
-	x := randTensor(rng, 0, 1, 2, 3, 5, 4)
-	for _, p := range [][4]int{{0, 1, 0, 1}, {1, 1, 1, 1}, {2, 0, 0, 3}, {0, 0, 0, 0}} {
-		f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Pad2d(in[0], p[0], p[1], p[2], p[3]) }
-		shape, want := naivePad(x, p[0], p[1], p[2], p[3])
-		checkForward(t, f, shape, want, x)
-		requireGrad(t, f, 200, 1e-6, x)
-	}
-	g := gorgonia.NewGraph()
-	n := gorgonia.NewTensor(g, tensor.Float64, 4, gorgonia.WithShape(1, 1, 2, 2), gorgonia.WithName("x"))
-	if _, err := Pad2d(n, 0, -1, 0, 0); err == nil {
-		t.Error("negative padding: no error")
-	}
-	if _, err := Pad2d(gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(2, 2), gorgonia.WithName("m")), 1, 1, 1, 1); err == nil {
-		t.Error("2-D input: no error")
-	}
-}
-
 func naiveUpsample(x *tensor.Dense) (tensor.Shape, []float64) {
 	s := x.Shape()
 	n, c, h, w := s[0], s[1], s[2], s[3]
@@ -208,7 +170,6 @@ func TestADOp(t *testing.T) {
 			return GroupNormSwish(in[0], in[1], in[2], 2, 1e-6)
 		}, []*tensor.Dense{x, gamma, beta}},
 		{"Swish", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Swish(in[0]) }, []*tensor.Dense{x}},
-		{"Pad2d", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Pad2d(in[0], 0, 1, 2, 1) }, []*tensor.Dense{x}},
 		{"Upsample2x", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Upsample2x(in[0]) }, []*tensor.Dense{x}},
 		{"Softmax", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Softmax(in[0]) }, []*tensor.Dense{x3}},
 	} {
@@ -238,10 +199,6 @@ func TestRepeatedRuns(t *testing.T) {
 		toDtype(randTensor(rng, 0, 1, 8), tensor.Float32),
 	})
 	h, err := GroupNormSwish(in[0], in[1], in[2], 4, 1e-6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err = Pad2d(h, 0, 1, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,25 +9,6 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// Pad2d returns x, [N,C,H,W], padded with zeros to
-// [N, C, top+H+bottom, left+W+right]. The official DDPM Downsample uses
-// Pad2d(x, 0, 1, 0, 1) before a 3×3 stride-2 convolution without padding.
-// Its gradient crops the output gradient back to [N,C,H,W].
-func Pad2d(x *gorgonia.Node, top, bottom, left, right int) (*gorgonia.Node, error) {
-	op := pad2dOp{pads: pads{top, bottom, left, right}}
-	if x.Shape().Dims() != 4 {
-		return nil, fmt.Errorf("%v: x has shape %v, want [N,C,H,W]", op, x.Shape())
-	}
-	if min(top, bottom, left, right) < 0 {
-		return nil, fmt.Errorf("%v: negative padding", op)
-	}
-	y, err := gorgonia.ApplyOp(op, x)
-	if err != nil {
-		return nil, fmt.Errorf("%v: %w", op, err)
-	}
-	return y, nil
-}
-
 // Upsample2x returns x, [N,C,H,W], upsampled to [N,C,2H,2W] by nearest
 // neighbour: y[n,c,i,j] = x[n,c,i/2,j/2]. Its gradient sums each 2×2 block
 // of the output gradient.
@@ -43,141 +24,12 @@ func Upsample2x(x *gorgonia.Node) (*gorgonia.Node, error) {
 	return y, nil
 }
 
-// pads holds the zero padding of H (top, bottom) and W (left, right).
-type pads struct{ top, bottom, left, right int }
-
-// padded returns the shape of x after padding.
-func (p pads) padded(s tensor.Shape) tensor.Shape {
-	return tensor.Shape{s[0], s[1], s[2] + p.top + p.bottom, s[3] + p.left + p.right}
-}
-
-// cropped returns the shape of a padded tensor after removing the padding.
-func (p pads) cropped(s tensor.Shape) tensor.Shape {
-	return tensor.Shape{s[0], s[1], s[2] - p.top - p.bottom, s[3] - p.left - p.right}
-}
-
-// copyWindow copies, for each of the planes, the h×w window of small whose
-// top left corner sits at (top, left) in big (bw columns), from big into
-// small when crop is set, else from small into big (whose other elements
-// must be zero).
-func copyWindow[T float](big, small []T, planes, bh, bw, h, w, top, left int, crop bool) {
-	parallelFor(planes, func(lo, hi int) {
-		for p := lo; p < hi; p++ {
-			for i := range h {
-				b := big[p*bh*bw+(top+i)*bw+left:][:w]
-				s := small[(p*h+i)*w:][:w]
-				if crop {
-					copy(s, b)
-				} else {
-					copy(b, s)
-				}
-			}
-		}
-	})
-}
-
 // checkShape4 checks that s is 4-D and positive.
 func checkShape4(op gorgonia.Op, s tensor.Shape) error {
 	if s.Dims() != 4 || min(s[0], s[1], s[2], s[3]) <= 0 {
 		return fmt.Errorf("%v: shape %v, want [N,C,H,W]", op, s)
 	}
 	return nil
-}
-
-// pad2dOp pads H and W with zeros.
-type pad2dOp struct {
-	pure
-	pads
-}
-
-// Arity returns 1.
-func (pad2dOp) Arity() int { return 1 }
-
-// Type returns Tensor-4 a → Tensor-4 a.
-func (pad2dOp) Type() hm.Type {
-	a := hm.TypeVariable('a')
-	return hm.NewFnType(tensorType(4, a), tensorType(4, a))
-}
-
-// InferShape returns the padded shape.
-func (op pad2dOp) InferShape(in ...gorgonia.DimSizer) (tensor.Shape, error) {
-	s, err := shapeOf(op, in, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkShape4(op, s); err != nil {
-		return nil, err
-	}
-	return op.padded(s), nil
-}
-
-// Do pads into a new tensor.
-func (op pad2dOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
-	in, err := denses(op, vals)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkShape4(op, in[0].Shape()); err != nil {
-		return nil, err
-	}
-	return op.UsePreallocDo(newLike(in[0].Dtype(), op.padded(in[0].Shape())), vals...)
-}
-
-// UsePreallocDo pads into prealloc.
-func (op pad2dOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value) (gorgonia.Value, error) {
-	in, err := denses(op, vals)
-	if err != nil {
-		return nil, err
-	}
-	x := in[0]
-	s := x.Shape()
-	if err := checkShape4(op, s); err != nil {
-		return nil, err
-	}
-	ps := op.padded(s)
-	out, err := output(op, prealloc, ps, x.Dtype())
-	if err != nil {
-		return nil, err
-	}
-	out.Zero()
-	switch out.Dtype() {
-	case tensor.Float32:
-		copyWindow(out.Float32s(), x.Float32s(), s[0]*s[1], ps[2], ps[3], s[2], s[3], op.top, op.left, false)
-	default:
-		copyWindow(out.Float64s(), x.Float64s(), s[0]*s[1], ps[2], ps[3], s[2], s[3], op.top, op.left, false)
-	}
-	return out, nil
-}
-
-// WriteHash writes the op's identity to h.
-func (op pad2dOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
-
-// Hashcode returns the op's hash.
-func (op pad2dOp) Hashcode() uint32 { return hashOf(op) }
-
-// String returns the op's name and padding.
-func (op pad2dOp) String() string {
-	return fmt.Sprintf("Pad2d{top=%d, bottom=%d, left=%d, right=%d}", op.top, op.bottom, op.left, op.right)
-}
-
-// DiffWRT reports that padding is differentiable with respect to its input.
-func (pad2dOp) DiffWRT(int) []bool { return []bool{true} }
-
-// SymDiff returns the node of the cropped output gradient.
-func (op pad2dOp) SymDiff(inputs gorgonia.Nodes, _, grad *gorgonia.Node) (gorgonia.Nodes, error) {
-	if len(inputs) != 1 {
-		return nil, fmt.Errorf("%v: expected 1 input, got %d", op, len(inputs))
-	}
-	dx, err := gorgonia.ApplyOp(crop2dOp{pads: op.pads}, grad)
-	if err != nil {
-		return nil, fmt.Errorf("%v gradient: %w", op, err)
-	}
-	return gorgonia.Nodes{dx}, nil
-}
-
-// DoDiff adds the cropped output gradient to the gradient of the input.
-func (op pad2dOp) DoDiff(_ gorgonia.ExecutionContext, inputs gorgonia.Nodes, out *gorgonia.Node) error {
-	return unaryDoDiff(op, crop2dOp{pads: op.pads}, false, inputs, out)
 }
 
 // unaryDoDiff adds to the gradient of the single input of op the result of
@@ -205,89 +57,6 @@ func unaryDoDiff(op, back gorgonia.Op, withInput bool, inputs gorgonia.Nodes, ou
 	return nil
 }
 
-// crop2dOp removes the padding of pad2dOp: the gradient of padding.
-type crop2dOp struct {
-	pure
-	pads
-}
-
-// Arity returns 1.
-func (crop2dOp) Arity() int { return 1 }
-
-// Type returns Tensor-4 a → Tensor-4 a.
-func (crop2dOp) Type() hm.Type {
-	a := hm.TypeVariable('a')
-	return hm.NewFnType(tensorType(4, a), tensorType(4, a))
-}
-
-// InferShape returns the cropped shape.
-func (op crop2dOp) InferShape(in ...gorgonia.DimSizer) (tensor.Shape, error) {
-	s, err := shapeOf(op, in, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := op.check(s); err != nil {
-		return nil, err
-	}
-	return op.cropped(s), nil
-}
-
-func (op crop2dOp) check(s tensor.Shape) error {
-	if err := checkShape4(op, s); err != nil {
-		return err
-	}
-	return checkShape4(op, op.cropped(s))
-}
-
-// Do crops into a new tensor.
-func (op crop2dOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
-	in, err := denses(op, vals)
-	if err != nil {
-		return nil, err
-	}
-	if err := op.check(in[0].Shape()); err != nil {
-		return nil, err
-	}
-	return op.UsePreallocDo(newLike(in[0].Dtype(), op.cropped(in[0].Shape())), vals...)
-}
-
-// UsePreallocDo crops into prealloc.
-func (op crop2dOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value) (gorgonia.Value, error) {
-	in, err := denses(op, vals)
-	if err != nil {
-		return nil, err
-	}
-	x := in[0]
-	s := x.Shape()
-	if err := op.check(s); err != nil {
-		return nil, err
-	}
-	cs := op.cropped(s)
-	out, err := output(op, prealloc, cs, x.Dtype())
-	if err != nil {
-		return nil, err
-	}
-	switch out.Dtype() {
-	case tensor.Float32:
-		copyWindow(x.Float32s(), out.Float32s(), s[0]*s[1], s[2], s[3], cs[2], cs[3], op.top, op.left, true)
-	default:
-		copyWindow(x.Float64s(), out.Float64s(), s[0]*s[1], s[2], s[3], cs[2], cs[3], op.top, op.left, true)
-	}
-	return out, nil
-}
-
-// WriteHash writes the op's identity to h.
-func (op crop2dOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
-
-// Hashcode returns the op's hash.
-func (op crop2dOp) Hashcode() uint32 { return hashOf(op) }
-
-// String returns the op's name and cropping.
-func (op crop2dOp) String() string {
-	return fmt.Sprintf("Crop2d{top=%d, bottom=%d, left=%d, right=%d}", op.top, op.bottom, op.left, op.right)
-}
-
-// upsample2xOp upsamples H and W by 2, nearest neighbour.
 type upsample2xOp struct{ pure }
 
 // Arity returns 1.
