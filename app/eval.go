@@ -9,8 +9,6 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/ddpm-studio/ddpm-studio/dataset"
 )
 
 // evalCmd is `ddpm-studio eval`.
@@ -50,7 +48,7 @@ func (c *evalCmd) Run(e *env) error {
 		return fmt.Errorf("run %s names no dataset: give --data", c.RunDir)
 	}
 	cfg := r.state.Config
-	ds, err := dataset.Load(data, dataset.Options{Size: cfg.Resolution, Channels: cfg.InChannels})
+	ds, err := loadData(e, data, cfg.Resolution, cfg.InChannels)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func (c *trainCmd) Run(e *env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tr, app, ds, resumed, err := c.open()
+	tr, app, ds, resumed, err := c.open(e)
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func (c *trainCmd) Run(e *env) error {
 }
 
 // open resumes the run's newest checkpoint, or starts a new run from the flags, and loads the data.
-func (c *trainCmd) open() (*compute.Trainer, runState, *dataset.Dataset, bool, error) {
+func (c *trainCmd) open(e *env) (*compute.Trainer, runState, *dataset.Dataset, bool, error) {
 	tr, app, resumed, err := c.trainer()
 	if err != nil {
 		return nil, app, nil, false, err
@@ -210,7 +210,7 @@ func (c *trainCmd) open() (*compute.Trainer, runState, *dataset.Dataset, bool, e
 	if !resumed && c.Channels == 0 {
 		channels = 0 // gray or RGB, chosen from the data
 	}
-	ds, err := dataset.Load(app.Data, dataset.Options{Size: cfg.Resolution, Channels: channels})
+	ds, err := loadData(e, app.Data, cfg.Resolution, channels)
 	if err != nil {
 		return nil, app, nil, false, err
 	}
@@ -327,4 +327,19 @@ func trimMetrics(path string, step int64) error {
 		_, err := w.Write(keep.Bytes())
 		return err
 	})
+}
+
+// loadData loads a dataset with a progress bar.
+func loadData(e *env, spec string, size, channels int) (*dataset.Dataset, error) {
+	var bar *progress
+	ds, err := dataset.Load(spec, dataset.Options{Size: size, Channels: channels, Progress: func(done, total int) {
+		if bar == nil {
+			bar = newProgress(e.errOut, int64(total), "loading "+spec, "files")
+		}
+		bar.set(int64(done))
+	}})
+	if bar != nil {
+		bar.done()
+	}
+	return ds, err
 }

@@ -28,3 +28,22 @@ func BenchmarkTrainStepMNIST(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkForwardMNIST is one forward pass of the mnist preset at batch 64 (as in sampling).
+func BenchmarkForwardMNIST(b *testing.B) {
+	cfg, _ := PresetConfig("mnist")
+	net, _ := NewUNet(cfg, 0)
+	defer net.Close()
+	shape := diffusion.Shape{N: 64, C: 1, H: 28, W: 28}
+	x := randn(shape.Size(), 1)
+	ts := make([]int, 64)
+	if _, err := net.PredictEps(b.Context(), x, ts, shape); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := net.PredictEps(b.Context(), x, ts, shape); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,34 @@
+// Package compute is the DDPM network: the official U-Net (Ho et al. 2020,
+// diffusion_tf/models/unet.py) as a Gorgonia graph, its optimizer, EMA and
+// checkpoints. It implements diffusion.Denoiser (UNet) and
+// diffusion.Learner (Trainer).
+//
+// Decisions, and why:
+//   - Parameters carry the PyTorch port's state_dict names and layouts (conv
+//     OIHW, dense [out, in]); checkpoints are float32 safetensors files under
+//     those names, so weights move both ways between this package and the port.
+//   - The weights live in plain []float32 slices that every compiled graph
+//     shares (one per batch size, with or without gradients), so the raw
+//     weights, the EMA weights and the optimizer need no copies.
+//   - Convolution, GroupNorm(+swish), swish, upsampling and softmax are our own
+//     ops (package ops): Gorgonia's GroupNorm and SoftMax forward passes are
+//     wrong, and its convolution runs on gonum's pure-Go GEMM, 8× slower than
+//     OpenBLAS here.
+//   - Adam is ours, in TensorFlow's form (ε added to √v̂ after the bias
+//     correction folded into the step size, as the official TF code ran), with
+//     linear learning-rate warm-up and gradient clipping by global norm (the
+//     paper's 1.0): Gorgonia's solvers clip elementwise and keep their moments
+//     where a checkpoint cannot reach them.
+//   - Warm-up reaches the full rate at step Warmup: the rate of step s
+//     (0-based) is LR·min(1, (s+1)/Warmup), so no step is taken at rate 0.
+//   - The EMA decay of step s is min(decay, (1+s)/(10+s)), as
+//     tf.train.ExponentialMovingAverage with num_updates: with decay 0.9999 and
+//     a run of a few thousand steps the EMA still follows the weights, instead
+//     of staying near the random initialisation (a common cause of "samples stay
+//     noise" on short runs).
+//   - Dropout masks are drawn by the trainer from its own PCG stream and fed to
+//     the graph as inputs, so a checkpoint holds every bit of randomness and a
+//     resumed run is bit-identical to an uninterrupted one.
+//   - A checkpoint is a directory written under a temporary name, synced and
+//     renamed (checkpoints/step-NNNNNNNN); the last two are kept.
+package compute
