@@ -26,6 +26,16 @@ func tinyNet(t *testing.T, dropout float64) *UNet {
 	return net
 }
 
+// wake adds noise to every parameter, so the zero-initialised layers carry signal and gradient.
+func wake(net *UNet, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, seed))
+	for _, p := range net.Params {
+		for i := range p.Data {
+			p.Data[i] += float32(0.05 * r.NormFloat64())
+		}
+	}
+}
+
 func randn(n int, seed uint64) []float32 {
 	r := rand.New(rand.NewPCG(seed, 7))
 	x := make([]float32, n)
@@ -112,13 +122,7 @@ func TestInitialisation(t *testing.T) {
 // difference of the loss along a random direction in parameter space.
 func TestGradientDirectional(t *testing.T) {
 	net := tinyNet(t, 0)
-	// Wake the zero-initialised layers so every path carries gradient.
-	r := rand.New(rand.NewPCG(3, 3))
-	for _, p := range net.Params {
-		for i := range p.Data {
-			p.Data[i] += float32(0.05 * r.NormFloat64())
-		}
-	}
+	wake(net, 3)
 	tr := NewTrainer(net, DefaultOptim(), 0)
 	shape := diffusion.Shape{N: 2, C: 1, H: 16, W: 16}
 	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{5, 700}
@@ -195,12 +199,7 @@ func TestOverfit(t *testing.T) {
 
 func TestPredictEpsChunks(t *testing.T) {
 	net := tinyNet(t, 0.1)
-	r := rand.New(rand.NewPCG(9, 9))
-	for _, p := range net.Params {
-		for i := range p.Data {
-			p.Data[i] += float32(0.05 * r.NormFloat64())
-		}
-	}
+	wake(net, 9)
 	shape := diffusion.Shape{N: 5, C: 1, H: 16, W: 16}
 	x, ts := randn(shape.Size(), 4), []int{0, 1, 2, 3, 999}
 	whole, err := net.PredictEps(context.Background(), x, ts, shape)
