@@ -54,6 +54,7 @@ type builder struct {
 	byName map[string]*Param // the same, by name
 	nodes  map[string]*G.Node
 	masks  []*G.Node
+	flops  float64 // multiply-adds ×2 of the convolutions, dense layers and attention built so far
 }
 
 func (b *builder) spec() bool { return b.g == nil }

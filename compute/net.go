@@ -31,6 +31,7 @@ type forward struct {
 	temb  *G.Node // [N,ch] sinusoidal embedding of t
 	out   *G.Node // ε̂ [N,C,H,W]
 	masks []*G.Node
+	flops float64 // of one forward pass
 	// Training graphs only.
 	eps   *G.Node   // target noise
 	loss  *G.Node   // mean squared error
@@ -103,7 +104,7 @@ func (u *UNet) build(n int, train bool) (f *forward, err error) {
 	f.x = b.input("x", n, c.InChannels, c.Resolution, c.Resolution)
 	f.temb = b.input("temb", n, c.Ch)
 	f.out = b.unet(f.x, f.temb)
-	f.masks = b.masks
+	f.masks, f.flops = b.masks, b.flops
 	if !train {
 		f.vm = G.NewTapeMachine(g)
 		return f, nil
@@ -169,4 +170,17 @@ func (u *UNet) PredictEps(ctx context.Context, xt []float32, t []int, shape diff
 		copy(out[lo*per:hi*per], backing(f.out))
 	}
 	return out, nil
+}
+
+// ForwardFLOPs is the floating-point operations (2 per multiply-add) of the
+// convolutions, dense layers and attention products of one forward pass over n
+// images; normalisations and elementwise ops are not counted. A training step
+// costs about three times as much.
+func (u *UNet) ForwardFLOPs(n int) (float64, error) {
+	f, err := u.build(n, false)
+	if err != nil {
+		return 0, err
+	}
+	defer f.vm.Close()
+	return f.flops, nil
 }

@@ -108,6 +108,7 @@ func (b *builder) attnBlock(name string, x *G.Node, c int) *G.Node {
 	w = b.must(G.Mul(w, b.scalar(1/math.Sqrt(float64(c)))))
 	w = b.must(ops.Softmax(w))                     // over j
 	h = b.must(G.BatchedMatMul(v, w, false, true)) // h[n,c,i] = Σ_j v[n,c,j] w[n,i,j]
+	b.flops += 2 * 2 * float64(n*hw*hw*c)          // the two products
 	h = b.reshape(h, s...)
 	h = b.convInit(name+".proj_out", h, c, c, 1, 1, same(0), 0)
 	return b.add(x, h)
@@ -138,7 +139,9 @@ func (b *builder) convInit(name string, x *G.Node, cin, cout, k, stride int, pad
 	if b.spec() {
 		return nil
 	}
-	return b.must(ops.Conv2d(x, w, bias, stride, pad))
+	y := b.must(ops.Conv2d(x, w, bias, stride, pad))
+	b.flops += 2 * float64(y.Shape().TotalSize()*cin*k*k)
+	return y
 }
 
 // dense is x·Wᵀ + b with W stored [out, in] as in PyTorch.
@@ -149,6 +152,7 @@ func (b *builder) dense(name string, x *G.Node, in, out int) *G.Node {
 		return nil
 	}
 	y := b.must(G.Mul(x, b.must(G.Transpose(w, 1, 0))))
+	b.flops += 2 * float64(y.Shape().TotalSize()*in)
 	return b.must(G.BroadcastAdd(y, b.reshape(bias, 1, out), nil, []byte{0}))
 }
 

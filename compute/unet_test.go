@@ -243,3 +243,33 @@ func layerKind(name string) string {
 	layer := strings.TrimSuffix(name, ".weight")
 	return layer[strings.LastIndex(layer, ".")+1:]
 }
+
+// TestForwardFLOPs checks the count against a hand count for a 1-level model.
+func TestForwardFLOPs(t *testing.T) {
+	cfg := Config{Resolution: 4, InChannels: 1, OutCh: 1, Ch: 32, ChMult: []int{1}, NumResBlocks: 1, AttnResolutions: nil}
+	net, err := NewUNet(cfg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := net.ForwardFLOPs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, hw, c = 2, 16, 32
+	conv := func(cin, cout, k int) float64 { return 2 * float64(n*hw*cin*cout*k*k) }
+	dense := func(in, out int) float64 { return 2 * float64(n*in*out) }
+	attn := conv(c, c, 1)*4 + 2*2*float64(n*hw*hw*c)
+	want := dense(c, 4*c) + dense(4*c, 4*c) + // time embedding
+		conv(1, c, 3) + // conv_in
+		2*conv(c, c, 3) + dense(4*c, c) + // down block
+		2*(2*conv(c, c, 3)+dense(4*c, c)) + attn + // middle
+		2*(conv(2*c, c, 3)+conv(c, c, 3)+dense(4*c, c)+conv(2*c, c, 1)) + // two up blocks on concatenations
+		conv(c, 1, 3) // conv_out
+	if got != want {
+		t.Errorf("ForwardFLOPs = %g, want %g", got, want)
+	}
+	mn, _ := PresetConfig("mnist")
+	m, _ := NewUNet(mn, 0)
+	f, _ := m.ForwardFLOPs(1)
+	t.Logf("mnist: %.3f GFLOP per image forward", f/1e9)
+}

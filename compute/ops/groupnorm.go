@@ -109,6 +109,7 @@ func moments[T float](x []T, eps float64) (mean, rstd float64) {
 
 // gnForward computes y = act(x̂·gamma + beta).
 func gnForward[T float](y, x, gamma, beta []T, d gnDims, eps float64, act bool) {
+	fast := fastMath[T]()
 	parallelFor(d.n*d.groups, func(lo, hi int) {
 		for ng := lo; ng < hi; ng++ {
 			base := ng * d.m
@@ -121,7 +122,7 @@ func gnForward[T float](y, x, gamma, beta []T, d gnDims, eps float64, act bool) 
 				for i := off; i < off+d.hw; i++ {
 					z := float64(x[i])*a + b
 					if act {
-						z = swish[T](z)
+						z = swish(z, fast)
 					}
 					y[i] = T(z)
 				}
@@ -132,6 +133,7 @@ func gnForward[T float](y, x, gamma, beta []T, d gnDims, eps float64, act bool) 
 
 // gnStats computes the backward statistics (see statsWidth) into st, [N, statsWidth].
 func gnStats[T float](st, x, gamma, beta, dy []T, d gnDims, eps float64, act bool) {
+	fast := fastMath[T]()
 	w := d.statsWidth()
 	parallelFor(d.n*d.groups, func(lo, hi int) {
 		for ng := lo; ng < hi; ng++ {
@@ -149,7 +151,7 @@ func gnStats[T float](st, x, gamma, beta, dy []T, d gnDims, eps float64, act boo
 					xh := (float64(x[i]) - mean) * rstd
 					dz := float64(dy[i])
 					if act {
-						dz *= swishDeriv[T](xh*gm + bt)
+						dz *= swishDeriv(xh*gm+bt, fast)
 					}
 					s1 += dz
 					s2 += dz * xh
@@ -163,6 +165,7 @@ func gnStats[T float](st, x, gamma, beta, dy []T, d gnDims, eps float64, act boo
 // gnDx computes dL/dx = rstd·(dz·γ − mean(dz·γ) − x̂·mean(dz·γ·x̂)), the
 // means taken over the group, from the statistics st.
 func gnDx[T float](dx, x, gamma, beta, dy, st []T, d gnDims, act bool) {
+	fast := fastMath[T]()
 	w := d.statsWidth()
 	parallelFor(d.n*d.groups, func(lo, hi int) {
 		for ng := lo; ng < hi; ng++ {
@@ -186,7 +189,7 @@ func gnDx[T float](dx, x, gamma, beta, dy, st []T, d gnDims, act bool) {
 					xh := (float64(x[i]) - mean) * rstd
 					dz := float64(dy[i])
 					if act {
-						dz *= swishDeriv[T](xh*gm + bt)
+						dz *= swishDeriv(xh*gm+bt, fast)
 					}
 					dx[i] = T(rstd * (dz*gm - a - xh*b))
 				}

@@ -26,36 +26,27 @@ func Swish(x *gorgonia.Node) (*gorgonia.Node, error) {
 	return n, nil
 }
 
-// sigmoid returns 1/(1+e^−x) without overflow.
-func sigmoid[T float](x float64) float64 {
-	if x >= 0 {
-		return 1 / (1 + expFor[T](-x))
+// sigmoid returns 1/(1+e^−x); e^−x overflowing to +Inf gives the limit 0.
+// fast selects expFast, for float32 data, over math.Exp.
+func sigmoid(x float64, fast bool) float64 {
+	if fast {
+		return 1 / (1 + expFast(-x))
 	}
-	e := expFor[T](x)
-	return e / (1 + e)
+	return 1 / (1 + math.Exp(-x))
 }
 
-// expFor is e^x at the precision of T: expFast for float32 data and
-// math.Exp for float64 data.
-func expFor[T float](x float64) float64 {
+// fastMath reports whether T is float32, whose kernels use expFast.
+func fastMath[T float]() bool {
 	var t T
-	if unsafe.Sizeof(t) == 4 {
-		return expFast(x)
-	}
-	return math.Exp(x)
+	return unsafe.Sizeof(t) == 4
 }
 
 // expFast is e^x to a relative error below 1e-8, far below float32's
 // resolution, and 2–3× faster than math.Exp: with x = n·ln 2 + r, |r| ≤ ln 2 / 2,
 // e^x = 2^n · e^r, e^r by its Taylor polynomial of degree 7.
 func expFast(x float64) float64 {
-	switch {
-	case x > 709:
-		return math.Inf(1)
-	case x < -708:
-		return 0
-	case x != x:
-		return x
+	if !(x > -708 && x < 709) { // also NaN
+		return math.Exp(x)
 	}
 	const round = 1.5 * (1 << 52) // adding and subtracting it rounds to an integer
 	n := (x*math.Log2E + round) - round
@@ -65,11 +56,11 @@ func expFast(x float64) float64 {
 }
 
 // swish returns x·sigmoid(x).
-func swish[T float](x float64) float64 { return x * sigmoid[T](x) }
+func swish(x float64, fast bool) float64 { return x * sigmoid(x, fast) }
 
 // swishDeriv returns the derivative of swish at x: s·(1 + x·(1−s)), s = sigmoid(x).
-func swishDeriv[T float](x float64) float64 {
-	s := sigmoid[T](x)
+func swishDeriv(x float64, fast bool) float64 {
+	s := sigmoid(x, fast)
 	return s * (1 + x*(1-s))
 }
 
@@ -123,9 +114,10 @@ func (op swishOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value)
 }
 
 func swishKernel[T float](y, x []T) {
+	fast := fastMath[T]()
 	parallelFor(len(x), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			y[i] = T(swish[T](float64(x[i])))
+			y[i] = T(swish(float64(x[i]), fast))
 		}
 	})
 }
@@ -213,9 +205,10 @@ func (op swishGradOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Va
 }
 
 func swishGradKernel[T float](dx, x, dy []T) {
+	fast := fastMath[T]()
 	parallelFor(len(x), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			dx[i] = T(float64(dy[i]) * swishDeriv[T](float64(x[i])))
+			dx[i] = T(float64(dy[i]) * swishDeriv(float64(x[i]), fast))
 		}
 	})
 }
