@@ -101,10 +101,6 @@ func (b *builder) reshape(x *G.Node, shape ...int) *G.Node {
 	return b.must(G.Reshape(x, tensor.Shape(shape)))
 }
 
-func (b *builder) scalar(v float64) *G.Node {
-	return G.NewConstant(float32(v))
-}
-
 // must turns a graph-building error into a panic that build recovers.
 func (b *builder) must(n *G.Node, err error) *G.Node {
 	if err != nil {

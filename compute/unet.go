@@ -104,11 +104,10 @@ func (b *builder) attnBlock(name string, x *G.Node, c int) *G.Node {
 	q = b.reshape(q, n, c, hw)
 	k = b.reshape(k, n, c, hw)
 	v = b.reshape(v, n, c, hw)
-	w := b.must(G.BatchedMatMul(q, k, true, false)) // w[n,i,j] = Σ_c q[n,c,i] k[n,c,j]
-	w = b.must(G.Mul(w, b.scalar(1/math.Sqrt(float64(c)))))
-	w = b.must(ops.Softmax(w))                     // over j
-	h = b.must(G.BatchedMatMul(v, w, false, true)) // h[n,c,i] = Σ_j v[n,c,j] w[n,i,j]
-	b.flops += 2 * 2 * float64(n*hw*hw*c)          // the two products
+	w := b.must(G.BatchedMatMul(q, k, true, false))     // w[n,i,j] = Σ_c q[n,c,i] k[n,c,j]
+	w = b.must(ops.Softmax(w, 1/math.Sqrt(float64(c)))) // of w·C^−½, over j
+	h = b.must(G.BatchedMatMul(v, w, false, true))      // h[n,c,i] = Σ_j v[n,c,j] w[n,i,j]
+	b.flops += 2 * 2 * float64(n*hw*hw*c)               // the two products
 	h = b.reshape(h, s...)
 	h = b.convInit(name+".proj_out", h, c, c, 1, 1, same(0), 0)
 	return b.add(x, h)
@@ -189,8 +188,7 @@ func (b *builder) addChannelwise(h, t *G.Node) *G.Node {
 	if b.spec() {
 		return nil
 	}
-	s := t.Shape()
-	return b.must(G.BroadcastAdd(h, b.reshape(t, s[0], s[1], 1, 1), nil, []byte{2, 3}))
+	return b.must(ops.AddChannels(h, t))
 }
 
 // concat joins a and b along channels.
@@ -198,7 +196,7 @@ func (b *builder) concat(x, y *G.Node) *G.Node {
 	if b.spec() {
 		return nil
 	}
-	return b.must(G.Concat(1, x, y))
+	return b.must(ops.ConcatChannels(x, y))
 }
 
 // add is the elementwise sum.

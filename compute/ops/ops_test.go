@@ -108,8 +108,11 @@ func TestUpsample2x(t *testing.T) {
 	}
 }
 
-func naiveSoftmax(x *tensor.Dense) []float64 {
-	xs := x.Float64s()
+func naiveSoftmax(x *tensor.Dense, scale float64) []float64 {
+	xs := append([]float64(nil), x.Float64s()...)
+	for i := range xs {
+		xs[i] *= scale
+	}
 	w := x.Shape()[x.Dims()-1]
 	y := make([]float64, len(xs))
 	for r := 0; r < len(xs)/w; r++ {
@@ -131,15 +134,17 @@ func naiveSoftmax(x *tensor.Dense) []float64 {
 
 func TestSoftmax(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
-	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Softmax(in[0]) }
-	for _, shape := range [][]int{{3, 16, 16}, {2, 5, 7}, {6}, {4, 1}} {
-		x := randTensor(rng, 0, 2, shape...)
-		checkForward(t, f, x.Shape(), naiveSoftmax(x), x)
-		requireGrad(t, f, 150, 1e-6, x)
+	for _, scale := range []float64{1, 0.125} {
+		f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Softmax(in[0], scale) }
+		for _, shape := range [][]int{{3, 16, 16}, {2, 5, 7}, {6}, {4, 1}} {
+			x := randTensor(rng, 0, 2, shape...)
+			checkForward(t, f, x.Shape(), naiveSoftmax(x, scale), x)
+			requireGrad(t, f, 150, 1e-6, x)
+		}
+		// Rows far apart in scale: gorgonia.SoftMax gives NaN here.
+		x := unstableSoftmaxInput()
+		checkForward(t, f, x.Shape(), naiveSoftmax(x, scale), x)
 	}
-	// Rows far apart in scale: gorgonia.SoftMax gives NaN here.
-	x := unstableSoftmaxInput()
-	checkForward(t, f, x.Shape(), naiveSoftmax(x), x)
 }
 
 // unstableSoftmaxInput returns a [2,2,3] tensor whose first element is far
@@ -171,7 +176,7 @@ func TestADOp(t *testing.T) {
 		}, []*tensor.Dense{x, gamma, beta}},
 		{"Swish", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Swish(in[0]) }, []*tensor.Dense{x}},
 		{"Upsample2x", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Upsample2x(in[0]) }, []*tensor.Dense{x}},
-		{"Softmax", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Softmax(in[0]) }, []*tensor.Dense{x3}},
+		{"Softmax", func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Softmax(in[0], 0.5) }, []*tensor.Dense{x3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
@@ -214,7 +219,7 @@ func TestRepeatedRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err = Softmax(h)
+	h, err = Softmax(h, 0.5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,4 +270,30 @@ func TestExpFast(t *testing.T) {
 	if !math.IsInf(expFast(710), 1) || expFast(-710) != math.Exp(-710) || expFast(0) != 1 || !math.IsNaN(expFast(math.NaN())) {
 		t.Errorf("expFast edges: %g %g %g", expFast(710), expFast(-710), expFast(0))
 	}
+}
+
+func TestAddChannels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	h := randTensor(rng, 0, 1, 2, 3, 4, 5)
+	tt := randTensor(rng, 0, 1, 2, 3)
+	want := append([]float64(nil), h.Float64s()...)
+	for i := range want {
+		want[i] += tt.Float64s()[i/20]
+	}
+	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return AddChannels(in[0], in[1]) }
+	checkForward(t, f, h.Shape(), want, h, tt)
+	requireGrad(t, f, 200, 1e-6, h, tt)
+}
+
+func TestConcatChannels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	a, b := randTensor(rng, 0, 1, 2, 3, 2, 2), randTensor(rng, 0, 1, 2, 1, 2, 2)
+	var want []float64
+	for n := range 2 {
+		want = append(want, a.Float64s()[n*12:(n+1)*12]...)
+		want = append(want, b.Float64s()[n*4:(n+1)*4]...)
+	}
+	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return ConcatChannels(in[0], in[1]) }
+	checkForward(t, f, tensor.Shape{2, 4, 2, 2}, want, a, b)
+	requireGrad(t, f, 100, 1e-6, a, b)
 }

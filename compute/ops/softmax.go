@@ -10,17 +10,21 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// Softmax returns the softmax of x along its last axis,
-// y = exp(x − max x) / Σ exp(x − max x), with the maximum and the sum taken
-// over each row. x may have any number of dimensions but must not be a
+// Softmax returns the softmax of scale·x along its last axis,
+// y = exp(s·x − max s·x) / Σ exp(s·x − max s·x), with the maximum and the sum
+// taken over each row (attention's C^−½ factor is the scale, so it costs no
+// pass of its own). x may have any number of dimensions but must not be a
 // scalar. It replaces gorgonia.SoftMax, whose forward pass subtracts the
 // first element of the whole tensor instead of each row's maximum (so rows
 // far below that element underflow to 0/0) and starts a goroutine per row.
-func Softmax(x *gorgonia.Node) (*gorgonia.Node, error) {
+func Softmax(x *gorgonia.Node, scale float64) (*gorgonia.Node, error) {
 	if x.IsScalar() || x.Shape().TotalSize() == 0 {
 		return nil, fmt.Errorf("softmax: input %v has shape %v, want a tensor", x, x.Shape())
 	}
-	y, err := gorgonia.ApplyOp(softmaxOp{}, x)
+	if !(scale > 0) {
+		return nil, fmt.Errorf("softmax: scale %g must be positive", scale)
+	}
+	y, err := gorgonia.ApplyOp(softmaxOp{scale: scale}, x)
 	if err != nil {
 		return nil, fmt.Errorf("softmax: %w", err)
 	}
@@ -35,17 +39,23 @@ func rowLen(op gorgonia.Op, s tensor.Shape) (int, error) {
 	return s[s.Dims()-1], nil
 }
 
-func softmaxRows[T float](y, x []T, w int) {
+func softmaxRows[T float](y, x []T, w int, scale float64) {
+	fast := fastMath[T]()
 	parallelFor(len(x)/w, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := x[r*w:][:w], y[r*w:][:w]
 			m := math.Inf(-1)
 			for _, v := range xr {
-				m = max(m, float64(v))
+				m = max(m, scale*float64(v))
 			}
 			var s float64
 			for i, v := range xr {
-				e := math.Exp(float64(v) - m)
+				e := scale*float64(v) - m
+				if fast {
+					e = expFast(e)
+				} else {
+					e = math.Exp(e)
+				}
 				yr[i] = T(e)
 				s += e
 			}
@@ -57,8 +67,8 @@ func softmaxRows[T float](y, x []T, w int) {
 	})
 }
 
-// softmaxGradRows writes dx = y ⊙ (dy − Σ y ⊙ dy), the sum over each row.
-func softmaxGradRows[T float](dx, y, dy []T, w int) {
+// softmaxGradRows writes dx = scale · y ⊙ (dy − Σ y ⊙ dy), the sum over each row.
+func softmaxGradRows[T float](dx, y, dy []T, w int, scale float64) {
 	parallelFor(len(y)/w, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			yr, dyr, dxr := y[r*w:][:w], dy[r*w:][:w], dx[r*w:][:w]
@@ -67,14 +77,17 @@ func softmaxGradRows[T float](dx, y, dy []T, w int) {
 				s += float64(v) * float64(dyr[i])
 			}
 			for i, v := range yr {
-				dxr[i] = T(float64(v) * (float64(dyr[i]) - s))
+				dxr[i] = T(scale * float64(v) * (float64(dyr[i]) - s))
 			}
 		}
 	})
 }
 
 // softmaxOp computes the softmax along the last axis.
-type softmaxOp struct{ pure }
+type softmaxOp struct {
+	pure
+	scale float64
+}
 
 // Arity returns 1.
 func (softmaxOp) Arity() int { return 1 }
@@ -120,9 +133,9 @@ func (op softmaxOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Valu
 	}
 	switch out.Dtype() {
 	case tensor.Float32:
-		softmaxRows(out.Float32s(), x.Float32s(), w)
+		softmaxRows(out.Float32s(), x.Float32s(), w, op.scale)
 	default:
-		softmaxRows(out.Float64s(), x.Float64s(), w)
+		softmaxRows(out.Float64s(), x.Float64s(), w, op.scale)
 	}
 	return out, nil
 }
@@ -134,7 +147,7 @@ func (op softmaxOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
 func (op softmaxOp) Hashcode() uint32 { return hashOf(op) }
 
 // String returns the op's name.
-func (softmaxOp) String() string { return "Softmax{last axis}" }
+func (op softmaxOp) String() string { return fmt.Sprintf("Softmax{last axis, scale=%g}", op.scale) }
 
 // DiffWRT reports that softmax is differentiable with respect to its input.
 func (softmaxOp) DiffWRT(int) []bool { return []bool{true} }
@@ -144,7 +157,7 @@ func (op softmaxOp) SymDiff(inputs gorgonia.Nodes, out, grad *gorgonia.Node) (go
 	if len(inputs) != 1 {
 		return nil, fmt.Errorf("%v: expected 1 input, got %d", op, len(inputs))
 	}
-	dx, err := gorgonia.ApplyOp(softmaxGradOp{}, out, grad)
+	dx, err := gorgonia.ApplyOp(softmaxGradOp{scale: op.scale}, out, grad)
 	if err != nil {
 		return nil, fmt.Errorf("%v gradient: %w", op, err)
 	}
@@ -160,7 +173,7 @@ func (op softmaxOp) DoDiff(_ gorgonia.ExecutionContext, inputs gorgonia.Nodes, o
 	if err != nil {
 		return fmt.Errorf("%v: %w", op, err)
 	}
-	dx, err := softmaxGradOp{}.Do(vals[1], grads[1])
+	dx, err := softmaxGradOp{scale: op.scale}.Do(vals[1], grads[1])
 	if err != nil {
 		return err
 	}
@@ -171,7 +184,10 @@ func (op softmaxOp) DoDiff(_ gorgonia.ExecutionContext, inputs gorgonia.Nodes, o
 }
 
 // softmaxGradOp computes dL/dx of the softmax from its output y and dL/dy.
-type softmaxGradOp struct{ pure }
+type softmaxGradOp struct {
+	pure
+	scale float64
+}
 
 // Arity returns 2: y and dL/dy.
 func (softmaxGradOp) Arity() int { return 2 }
@@ -220,9 +236,9 @@ func (op softmaxGradOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.
 	}
 	switch out.Dtype() {
 	case tensor.Float32:
-		softmaxGradRows(out.Float32s(), y.Float32s(), dy.Float32s(), w)
+		softmaxGradRows(out.Float32s(), y.Float32s(), dy.Float32s(), w, op.scale)
 	default:
-		softmaxGradRows(out.Float64s(), y.Float64s(), dy.Float64s(), w)
+		softmaxGradRows(out.Float64s(), y.Float64s(), dy.Float64s(), w, op.scale)
 	}
 	return out, nil
 }
@@ -234,4 +250,6 @@ func (op softmaxGradOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
 func (op softmaxGradOp) Hashcode() uint32 { return hashOf(op) }
 
 // String returns the op's name.
-func (softmaxGradOp) String() string { return "SoftmaxGrad{last axis}" }
+func (op softmaxGradOp) String() string {
+	return fmt.Sprintf("SoftmaxGrad{last axis, scale=%g}", op.scale)
+}
