@@ -31,5 +31,9 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
+# bench times ours and the PyTorch reference side by side (see bench/compare); keep the machine quiet.
+bench: deps build
+	$(GO) run ./bench/compare -bin $(BIN)
+
 clean:
 	rm -rf bin

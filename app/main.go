@@ -27,6 +27,7 @@ type cli struct {
 	Eval    evalCmd    `cmd:"" help:"Evaluate the variational bound in bits/dim."`
 	Import  importCmd  `cmd:"" help:"Make a run from weights in the interchange (PyTorch port) naming."`
 	Model   modelCmd   `cmd:"" help:"Print a model summary: layers, shapes, parameter count."`
+	Bench   benchCmd   `cmd:"" help:"Time training steps and forward passes on random data."`
 }
 
 // env is what every command gets: where to write and how.

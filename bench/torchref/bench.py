@@ -1,0 +1,83 @@
+"""PyTorch side of `make bench`: the same U-Net (unet.py), the same work as
+`ddpm-studio bench`, timed the same way.
+
+A training step is forward + L_simple + backward + clip by global norm 1.0 +
+Adam + EMA update, on random x_t, t and ε; a forward pass runs without
+gradients (as in sampling). Reports medians over --steps after --warmup steps,
+and the peak resident memory of this process (getrusage), as one JSON line.
+
+    python3 bench/torchref/bench.py --preset mnist --batch 64 --threads 2
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from unet import PRESETS, model_from_config  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="mnist", choices=sorted(PRESETS))
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    cfg = PRESETS[a.preset]
+    model = model_from_config(cfg)
+    ema = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4, eps=1e-8)
+    n, c, r = a.batch, cfg["in_channels"], cfg["resolution"]
+    x = torch.randn(n, c, r, r)
+    eps = torch.randn(n, cfg["out_ch"], r, r)
+    t = torch.randint(0, 1000, (n,))
+
+    def train_step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = ((eps - model(x, t)) ** 2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema, model.parameters()):
+                e.mul_(0.9999).add_(p, alpha=1 - 0.9999)
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(x, t)
+
+    def timed(fn):
+        for _ in range(a.warmup):
+            fn()
+        ts = []
+        for _ in range(a.steps):
+            s = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - s)
+        return statistics.median(ts)
+
+    train = timed(train_step)
+    peak_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    fwd = timed(forward)
+    print(json.dumps({
+        "impl": "pytorch " + torch.__version__, "preset": a.preset, "batch": n, "threads": a.threads,
+        "train_step_s": train, "train_images_per_s": n / train,
+        "forward_s": fwd, "forward_images_per_s": n / fwd,
+        "peak_rss_train_mb": peak_train,
+    }))
+
+
+if __name__ == "__main__":
+    main()
