@@ -109,6 +109,11 @@ func moments[T float](x []T, eps float64) (mean, rstd float64) {
 
 // gnForward computes y = act(x̂·gamma + beta).
 func gnForward[T float](y, x, gamma, beta []T, d gnDims, eps float64, act bool) {
+	if y32, ok := any(y).([]float32); ok && cKernels {
+		x32, g32, b32 := any(x).([]float32), any(gamma).([]float32), any(beta).([]float32)
+		parallelFor(d.n*d.groups, func(lo, hi int) { gnForwardC(y32, x32, g32, b32, d, eps, act, lo, hi) })
+		return
+	}
 	fast := fastMath[T]()
 	parallelFor(d.n*d.groups, func(lo, hi int) {
 		for ng := lo; ng < hi; ng++ {
@@ -133,6 +138,11 @@ func gnForward[T float](y, x, gamma, beta []T, d gnDims, eps float64, act bool) 
 
 // gnStats computes the backward statistics (see statsWidth) into st, [N, statsWidth].
 func gnStats[T float](st, x, gamma, beta, dy []T, d gnDims, eps float64, act bool) {
+	if st32, ok := any(st).([]float32); ok && cKernels {
+		x32, g32, b32, dy32 := any(x).([]float32), any(gamma).([]float32), any(beta).([]float32), any(dy).([]float32)
+		parallelFor(d.n*d.groups, func(lo, hi int) { gnStatsC(st32, x32, g32, b32, dy32, d, eps, act, lo, hi) })
+		return
+	}
 	fast := fastMath[T]()
 	w := d.statsWidth()
 	parallelFor(d.n*d.groups, func(lo, hi int) {
@@ -165,6 +175,11 @@ func gnStats[T float](st, x, gamma, beta, dy []T, d gnDims, eps float64, act boo
 // gnDx computes dL/dx = rstd·(dz·γ − mean(dz·γ) − x̂·mean(dz·γ·x̂)), the
 // means taken over the group, from the statistics st.
 func gnDx[T float](dx, x, gamma, beta, dy, st []T, d gnDims, act bool) {
+	if dx32, ok := any(dx).([]float32); ok && cKernels {
+		x32, g32, b32, dy32, st32 := any(x).([]float32), any(gamma).([]float32), any(beta).([]float32), any(dy).([]float32), any(st).([]float32)
+		parallelFor(d.n*d.groups, func(lo, hi int) { gnDxC(dx32, x32, g32, b32, dy32, st32, d, act, lo, hi) })
+		return
+	}
 	fast := fastMath[T]()
 	w := d.statsWidth()
 	parallelFor(d.n*d.groups, func(lo, hi int) {

@@ -1,0 +1,18 @@
+//go:build !cgo
+
+package ops
+
+// Without cgo every GroupNorm kernel runs in Go.
+const cKernels = false
+
+func gnForwardC(y, x, gamma, beta []float32, d gnDims, eps float64, act bool, lo, hi int) {
+	panic("no C kernels")
+}
+
+func gnStatsC(st, x, gamma, beta, dy []float32, d gnDims, eps float64, act bool, lo, hi int) {
+	panic("no C kernels")
+}
+
+func gnDxC(dx, x, gamma, beta, dy, st []float32, d gnDims, act bool, lo, hi int) {
+	panic("no C kernels")
+}
