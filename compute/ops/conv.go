@@ -173,13 +173,6 @@ func col2im[T float](p convPlan, col, dx []T, n0, n1 int) {
 // products are split by columns of C across GOMAXPROCS goroutines, one
 // single-threaded BLAS call each.
 func gemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	ta, tb := blas.NoTrans, blas.NoTrans
-	if tA {
-		ta = blas.Trans
-	}
-	if tB {
-		tb = blas.Trans
-	}
 	parts := 1
 	if m*n*k >= 1<<20 && n >= 64 {
 		parts = runtime.GOMAXPROCS(0)
@@ -195,14 +188,26 @@ func gemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 			if tB {
 				bj = b[j0*ldb:]
 			}
-			switch a := any(a).(type) {
-			case []float32:
-				BLAS.Sgemm(ta, tb, m, j1-j0, k, float32(alpha), a, lda, any(bj).([]float32), ldb, float32(beta), any(c[j0:]).([]float32), ldc)
-			case []float64:
-				BLAS.Dgemm(ta, tb, m, j1-j0, k, float64(alpha), a, lda, any(bj).([]float64), ldb, float64(beta), any(c[j0:]).([]float64), ldc)
-			}
+			gemmSerial(tA, tB, m, j1-j0, k, alpha, a, lda, bj, ldb, beta, c[j0:], ldc)
 		}
 	})
+}
+
+// gemmSerial is gemm in one BLAS call on the calling goroutine.
+func gemmSerial[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	ta, tb := blas.NoTrans, blas.NoTrans
+	if tA {
+		ta = blas.Trans
+	}
+	if tB {
+		tb = blas.Trans
+	}
+	switch a := any(a).(type) {
+	case []float32:
+		BLAS.Sgemm(ta, tb, m, n, k, float32(alpha), a, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		BLAS.Dgemm(ta, tb, m, n, k, float64(alpha), a, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
 }
 
 // convForward computes y = conv(x, w) + b.
@@ -241,17 +246,39 @@ func gatherDY[T float](p convPlan, dy, dyT []T, n0, n1 int) {
 	})
 }
 
-// convGradW computes dw = Σ_chunks dyT · colᵀ.
+// convGradW computes dw = Σ_chunks dyT · colᵀ. Its product is short and wide
+// (cout × kk, summed over every pixel of the batch), so instead of splitting
+// the columns of dw, each goroutine sums its own share of the images into a
+// partial dw with single-threaded BLAS calls, and the partials are added.
 func convGradW[T float](p convPlan, x, dy, dw []T) {
-	col, dyT := scratch[T](p.kk*p.chunk*p.ohw), scratch[T](p.cout*p.chunk*p.ohw)
-	defer release(col, dyT)
-	clear(dw)
-	for n0 := 0; n0 < p.n; n0 += p.chunk {
-		n1 := min(n0+p.chunk, p.n)
-		cols := (n1 - n0) * p.ohw
-		im2col(p, x, col, n0, n1)
-		gatherDY(p, dy, dyT, n0, n1)
-		gemm(false, true, p.cout, p.kk, cols, 1, dyT, cols, col, cols, 1, dw, p.kk)
+	workers := min(runtime.GOMAXPROCS(0), p.n)
+	per := (p.n + workers - 1) / workers
+	chunk := min(p.chunk, per)
+	partial := make([][]T, workers)
+	parallelFor(workers, func(lo, hi int) {
+		for wk := lo; wk < hi; wk++ {
+			acc := dw
+			if wk > 0 {
+				acc = scratch[T](len(dw))
+			}
+			clear(acc)
+			partial[wk] = acc
+			col, dyT := scratch[T](p.kk*chunk*p.ohw), scratch[T](p.cout*chunk*p.ohw)
+			for n0 := wk * per; n0 < min((wk+1)*per, p.n); n0 += chunk {
+				n1 := min(n0+chunk, (wk+1)*per, p.n)
+				cols := (n1 - n0) * p.ohw
+				im2col(p, x, col, n0, n1)
+				gatherDY(p, dy, dyT, n0, n1)
+				gemmSerial(false, true, p.cout, p.kk, cols, 1, dyT, cols, col, cols, 1, acc, p.kk)
+			}
+			release(col, dyT)
+		}
+	})
+	for _, acc := range partial[1:] {
+		for i, v := range acc {
+			dw[i] += v
+		}
+		release(acc)
 	}
 }
 
