@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/alecthomas/kong"
 )
@@ -59,6 +60,14 @@ func (e *env) say(format string, args ...any) {
 var errInterrupted = errors.New("interrupted")
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// A training step allocates its activations and gradients afresh (Gorgonia's tape
+		// machine drops them at every Reset), nearly all of it pointer-free float data that
+		// the collector scans for free. Collecting at 20% growth instead of 100% cuts peak
+		// memory for mnist at batch 64 from 3.8 to 2.4 GB and, with fewer fresh pages to
+		// fault in, makes the step faster, not slower (3.2 → 2.7 s, measured with bench).
+		debug.SetGCPercent(20)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
