@@ -75,10 +75,11 @@ type convPlan struct {
 	chunk                      int // images per BLAS call
 }
 
-// colBudget bounds the column matrix of one chunk, in elements (4 Mi floats,
-// 16 MB in float32: as fast as one chunk for the whole batch, in a quarter of
-// the memory).
-const colBudget = 1 << 22
+// minCols is the fewest columns (pixels) a chunk's product should have for
+// BLAS to run near its best; a chunk holds as few images as reach it, so its
+// column matrix stays in cache, and a chunk of one image needs no reordering
+// between NCHW and the product's [channel, pixel] layout.
+const minCols = 512
 
 func newPlan(g geom, xs tensor.Shape, cout int) (convPlan, error) {
 	ys, err := g.outShape(xs, cout)
@@ -87,7 +88,7 @@ func newPlan(g geom, xs tensor.Shape, cout int) (convPlan, error) {
 	}
 	p := convPlan{geom: g, n: xs[0], cin: xs[1], h: xs[2], w: xs[3], cout: cout, oh: ys[2], ow: ys[3]}
 	p.kk, p.ohw = p.cin*g.k*g.k, p.oh*p.ow
-	p.chunk = max(1, min(p.n, colBudget/(p.kk*p.ohw)))
+	p.chunk = min(p.n, (minCols+p.ohw-1)/p.ohw)
 	return p, nil
 }
 
@@ -95,80 +96,73 @@ func newPlan(g geom, xs tensor.Shape, cout int) (convPlan, error) {
 // column (image, oy, ox) holds x[n, c, oy·s−top+ky, ox·s−left+kx], or 0 in the padding.
 func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
 	cols := (n1 - n0) * p.ohw
-	parallelFor(p.kk, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			c, ky, kx := r/(p.k*p.k), r/p.k%p.k, r%p.k
-			row := col[r*cols : (r+1)*cols]
-			for n := n0; n < n1; n++ {
-				plane := x[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
-				out := row[(n-n0)*p.ohw:][:p.ohw]
-				for oy := range p.oh {
-					iy := oy*p.stride - p.Top + ky
-					dst := out[oy*p.ow:][:p.ow]
-					if iy < 0 || iy >= p.h {
-						clear(dst)
-						continue
-					}
-					src := plane[iy*p.w:][:p.w]
-					if p.stride == 1 { // valid ox form one run: a copy between two clears
-						lo := min(p.ow, max(0, p.Left-kx))
-						hi := max(lo, min(p.ow, p.w+p.Left-kx))
-						clear(dst[:lo])
-						copy(dst[lo:hi], src[lo-p.Left+kx:])
-						clear(dst[hi:])
-						continue
-					}
-					for ox := range p.ow {
-						ix := ox*p.stride - p.Left + kx
-						if ix < 0 || ix >= p.w {
-							dst[ox] = 0
-						} else {
-							dst[ox] = src[ix]
-						}
+	for r := range p.kk {
+		c, ky, kx := r/(p.k*p.k), r/p.k%p.k, r%p.k
+		row := col[r*cols : (r+1)*cols]
+		for n := n0; n < n1; n++ {
+			plane := x[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
+			out := row[(n-n0)*p.ohw:][:p.ohw]
+			for oy := range p.oh {
+				iy := oy*p.stride - p.Top + ky
+				dst := out[oy*p.ow:][:p.ow]
+				if iy < 0 || iy >= p.h {
+					clear(dst)
+					continue
+				}
+				src := plane[iy*p.w:][:p.w]
+				if p.stride == 1 { // the valid ox form one run: a copy between two clears
+					lo := min(p.ow, max(0, p.Left-kx))
+					hi := max(lo, min(p.ow, p.w+p.Left-kx))
+					clear(dst[:lo])
+					copy(dst[lo:hi], src[lo-p.Left+kx:])
+					clear(dst[hi:])
+					continue
+				}
+				for ox := range p.ow {
+					if ix := ox*p.stride - p.Left + kx; ix >= 0 && ix < p.w {
+						dst[ox] = src[ix]
+					} else {
+						dst[ox] = 0
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 // col2im adds col [kk, (n1−n0)·ohw] back into images [n0, n1) of dx (the adjoint of im2col).
 func col2im[T float](p convPlan, col, dx []T, n0, n1 int) {
 	cols := (n1 - n0) * p.ohw
-	parallelFor(p.cin, func(lo, hi int) { // rows of one input channel write only to that channel
-		for c := lo; c < hi; c++ {
-			for r := c * p.k * p.k; r < (c+1)*p.k*p.k; r++ {
-				ky, kx := r/p.k%p.k, r%p.k
-				row := col[r*cols : (r+1)*cols]
-				for n := n0; n < n1; n++ {
-					plane := dx[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
-					in := row[(n-n0)*p.ohw:][:p.ohw]
-					for oy := range p.oh {
-						iy := oy*p.stride - p.Top + ky
-						if iy < 0 || iy >= p.h {
-							continue
-						}
-						dst := plane[iy*p.w:][:p.w]
-						src := in[oy*p.ow:][:p.ow]
-						if p.stride == 1 { // the valid ox form one run
-							lo := min(p.ow, max(0, p.Left-kx))
-							hi := max(lo, min(p.ow, p.w+p.Left-kx))
-							d := dst[lo-p.Left+kx:][:hi-lo]
-							for i, v := range src[lo:hi] {
-								d[i] += v
-							}
-							continue
-						}
-						for ox := range p.ow {
-							if ix := ox*p.stride - p.Left + kx; ix >= 0 && ix < p.w {
-								dst[ix] += src[ox]
-							}
-						}
+	for r := range p.kk {
+		c, ky, kx := r/(p.k*p.k), r/p.k%p.k, r%p.k
+		row := col[r*cols : (r+1)*cols]
+		for n := n0; n < n1; n++ {
+			plane := dx[(n*p.cin+c)*p.h*p.w:][:p.h*p.w]
+			in := row[(n-n0)*p.ohw:][:p.ohw]
+			for oy := range p.oh {
+				iy := oy*p.stride - p.Top + ky
+				if iy < 0 || iy >= p.h {
+					continue
+				}
+				dst := plane[iy*p.w:][:p.w]
+				src := in[oy*p.ow:][:p.ow]
+				if p.stride == 1 { // the valid ox form one run
+					lo := min(p.ow, max(0, p.Left-kx))
+					hi := max(lo, min(p.ow, p.w+p.Left-kx))
+					d := dst[lo-p.Left+kx:][:hi-lo]
+					for i, v := range src[lo:hi] {
+						d[i] += v
+					}
+					continue
+				}
+				for ox := range p.ow {
+					if ix := ox*p.stride - p.Left + kx; ix >= 0 && ix < p.w {
+						dst[ix] += src[ox]
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 // gemm is C = α·op(A)·op(B) + β·C in row-major order through BLAS. Large
@@ -212,71 +206,94 @@ func gemmSerial[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []
 	}
 }
 
-// convForward computes y = conv(x, w) + b.
-func convForward[T float](p convPlan, x, w, b, y []T) {
-	col, tmp := scratch[T](p.kk*p.chunk*p.ohw), scratch[T](p.cout*p.chunk*p.ohw)
-	defer release(col, tmp)
-	for n0 := 0; n0 < p.n; n0 += p.chunk {
-		n1 := min(n0+p.chunk, p.n)
-		cols := (n1 - n0) * p.ohw
-		im2col(p, x, col, n0, n1)
-		gemm(false, false, p.cout, cols, p.kk, 1, w, p.kk, col, cols, 0, tmp, cols)
-		// tmp is [cout, image, ohw]; y is [image, cout, ohw].
-		parallelFor(p.cout, func(lo, hi int) {
-			for co := lo; co < hi; co++ {
-				for n := n0; n < n1; n++ {
-					src := tmp[co*cols+(n-n0)*p.ohw:][:p.ohw]
-					dst := y[(n*p.cout+co)*p.ohw:][:p.ohw]
-					for i, v := range src {
-						dst[i] = v + b[co]
-					}
-				}
-			}
-		})
-	}
-}
-
-// gatherDY copies images [n0, n1) of dy [N, cout, ohw] into dyT [cout, (n1−n0)·ohw].
-func gatherDY[T float](p convPlan, dy, dyT []T, n0, n1 int) {
-	cols := (n1 - n0) * p.ohw
-	parallelFor(p.cout, func(lo, hi int) {
-		for co := lo; co < hi; co++ {
-			for n := n0; n < n1; n++ {
-				copy(dyT[co*cols+(n-n0)*p.ohw:][:p.ohw], dy[(n*p.cout+co)*p.ohw:][:p.ohw])
-			}
-		}
-	})
-}
-
-// convGradW computes dw = Σ_chunks dyT · colᵀ. Its product is short and wide
-// (cout × kk, summed over every pixel of the batch), so instead of splitting
-// the columns of dw, each goroutine sums its own share of the images into a
-// partial dw with single-threaded BLAS calls, and the partials are added.
-func convGradW[T float](p convPlan, x, dy, dw []T) {
-	workers := min(runtime.GOMAXPROCS(0), p.n)
-	per := (p.n + workers - 1) / workers
-	chunk := min(p.chunk, per)
-	partial := make([][]T, workers)
+// forChunks calls f for every chunk [n0, n1) of images, spread over GOMAXPROCS
+// goroutines; worker numbers them, and each worker's col and tmp are its own
+// buffers of kk and cout rows of one chunk's columns.
+func forChunks[T float](p convPlan, f func(worker, n0, n1 int, col, tmp []T)) {
+	chunks := (p.n + p.chunk - 1) / p.chunk
+	workers := min(runtime.GOMAXPROCS(0), chunks)
 	parallelFor(workers, func(lo, hi int) {
 		for wk := lo; wk < hi; wk++ {
-			acc := dw
-			if wk > 0 {
-				acc = scratch[T](len(dw))
+			col, tmp := scratch[T](p.kk*p.chunk*p.ohw), scratch[T](p.cout*p.chunk*p.ohw)
+			for c := wk; c < chunks; c += workers {
+				n0 := c * p.chunk
+				f(wk, n0, min(n0+p.chunk, p.n), col, tmp)
 			}
-			clear(acc)
-			partial[wk] = acc
-			col, dyT := scratch[T](p.kk*chunk*p.ohw), scratch[T](p.cout*chunk*p.ohw)
-			for n0 := wk * per; n0 < min((wk+1)*per, p.n); n0 += chunk {
-				n1 := min(n0+chunk, (wk+1)*per, p.n)
-				cols := (n1 - n0) * p.ohw
-				im2col(p, x, col, n0, n1)
-				gatherDY(p, dy, dyT, n0, n1)
-				gemmSerial(false, true, p.cout, p.kk, cols, 1, dyT, cols, col, cols, 1, acc, p.kk)
-			}
-			release(col, dyT)
+			release(col, tmp)
 		}
 	})
+}
+
+// images returns images [n0, n1) of a [N, c, ohw] tensor as one slice.
+func images[T float](t []T, c, ohw, n0, n1 int) []T { return t[n0*c*ohw : n1*c*ohw] }
+
+// convForward computes y = conv(x, w) + b.
+func convForward[T float](p convPlan, x, w, b, y []T) {
+	forChunks(p, func(_, n0, n1 int, col, tmp []T) {
+		cols := (n1 - n0) * p.ohw
+		im2col(p, x, col, n0, n1)
+		out := images(y, p.cout, p.ohw, n0, n1)
+		if n1-n0 == 1 { // [cout, ohw] is the image's own layout
+			gemmSerial(false, false, p.cout, cols, p.kk, 1, w, p.kk, col, cols, 0, out, cols)
+			for co := range p.cout {
+				for i := range out[co*cols : (co+1)*cols] {
+					out[co*cols+i] += b[co]
+				}
+			}
+			return
+		}
+		gemmSerial(false, false, p.cout, cols, p.kk, 1, w, p.kk, col, cols, 0, tmp, cols)
+		// tmp is [cout, image, ohw]; y is [image, cout, ohw].
+		for co := range p.cout {
+			for n := range n1 - n0 {
+				src := tmp[co*cols+n*p.ohw:][:p.ohw]
+				dst := out[(n*p.cout+co)*p.ohw:][:p.ohw]
+				for i, v := range src {
+					dst[i] = v + b[co]
+				}
+			}
+		}
+	})
+}
+
+// dyColumns returns images [n0, n1) of dy [N, cout, ohw] as [cout, (n1−n0)·ohw]:
+// the images themselves for one image, else gathered into tmp.
+func dyColumns[T float](p convPlan, dy, tmp []T, n0, n1 int) []T {
+	in := images(dy, p.cout, p.ohw, n0, n1)
+	if n1-n0 == 1 {
+		return in
+	}
+	cols := (n1 - n0) * p.ohw
+	for co := range p.cout {
+		for n := range n1 - n0 {
+			copy(tmp[co*cols+n*p.ohw:][:p.ohw], in[(n*p.cout+co)*p.ohw:][:p.ohw])
+		}
+	}
+	return tmp
+}
+
+// convGradW computes dw = Σ_chunks dyT · colᵀ. Each goroutine sums its chunks
+// into a partial dw of its own, and the partials are added.
+func convGradW[T float](p convPlan, x, dy, dw []T) {
+	partial := make([][]T, runtime.GOMAXPROCS(0)) // one per worker, each touched by its own goroutine only
+	partial[0] = dw
+	clear(dw)
+	forChunks(p, func(wk, n0, n1 int, col, tmp []T) {
+		acc := partial[wk]
+		if acc == nil {
+			acc = scratch[T](len(dw))
+			clear(acc)
+			partial[wk] = acc
+		}
+		cols := (n1 - n0) * p.ohw
+		im2col(p, x, col, n0, n1)
+		dyT := dyColumns(p, dy, tmp, n0, n1)
+		gemmSerial(false, true, p.cout, p.kk, cols, 1, dyT, cols, col, cols, 1, acc, p.kk)
+	})
 	for _, acc := range partial[1:] {
+		if acc == nil {
+			continue
+		}
 		for i, v := range acc {
 			dw[i] += v
 		}
@@ -286,16 +303,13 @@ func convGradW[T float](p convPlan, x, dy, dw []T) {
 
 // convGradX computes dx = col2im(wᵀ · dyT).
 func convGradX[T float](p convPlan, w, dy, dx []T) {
-	col, dyT := scratch[T](p.kk*p.chunk*p.ohw), scratch[T](p.cout*p.chunk*p.ohw)
-	defer release(col, dyT)
 	clear(dx)
-	for n0 := 0; n0 < p.n; n0 += p.chunk {
-		n1 := min(n0+p.chunk, p.n)
+	forChunks(p, func(_, n0, n1 int, col, tmp []T) {
 		cols := (n1 - n0) * p.ohw
-		gatherDY(p, dy, dyT, n0, n1)
-		gemm(true, false, p.kk, cols, p.cout, 1, w, p.kk, dyT, cols, 0, col, cols)
+		dyT := dyColumns(p, dy, tmp, n0, n1)
+		gemmSerial(true, false, p.kk, cols, p.cout, 1, w, p.kk, dyT, cols, 0, col, cols)
 		col2im(p, col, dx, n0, n1)
-	}
+	})
 }
 
 // convGradB computes db[c] = Σ_{n,pixels} dy[n,c,·].
