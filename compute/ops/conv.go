@@ -95,6 +95,10 @@ func newPlan(g geom, xs tensor.Shape, cout int) (convPlan, error) {
 // im2col lays images [n0, n1) of x out as col [kk, (n1−n0)·ohw]: row (c,ky,kx),
 // column (image, oy, ox) holds x[n, c, oy·s−top+ky, ox·s−left+kx], or 0 in the padding.
 func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
+	if x32, ok := any(x).([]float32); ok && cKernels {
+		im2colC(p, x32, any(col).([]float32), n0, n1)
+		return
+	}
 	cols := (n1 - n0) * p.ohw
 	for r := range p.kk {
 		c, ky, kx := r/(p.k*p.k), r/p.k%p.k, r%p.k
@@ -132,6 +136,10 @@ func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
 
 // col2im adds col [kk, (n1−n0)·ohw] back into images [n0, n1) of dx (the adjoint of im2col).
 func col2im[T float](p convPlan, col, dx []T, n0, n1 int) {
+	if dx32, ok := any(dx).([]float32); ok && cKernels {
+		col2imC(p, any(col).([]float32), dx32, n0, n1)
+		return
+	}
 	cols := (n1 - n0) * p.ohw
 	for r := range p.kk {
 		c, ky, kx := r/(p.k*p.k), r/p.k%p.k, r%p.k

@@ -103,3 +103,26 @@ func TestConv2dShapeErrors(t *testing.T) {
 		t.Error("kernel larger than input: no error")
 	}
 }
+
+// TestConv2dFloat32Gradients compares the float32 gradients (C kernels where
+// cgo is on) with the float64 ones (Go), for one-image and several-image chunks.
+func TestConv2dFloat32Gradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(22, 22))
+	for _, xs := range [][]int{{2, 3, 24, 24}, {3, 4, 9, 9}} {
+		x := randTensor(rng, 0, 1, xs...)
+		w := randTensor(rng, 0, 0.3, 5, xs[1], 3, 3)
+		b := randTensor(rng, 0, 1, 5)
+		for _, stride := range []int{1, 2} {
+			f := func(in []*gorgonia.Node) (*gorgonia.Node, error) {
+				return Conv2d(in[0], in[1], in[2], stride, Pads{0, 1, 1, 1})
+			}
+			g64 := symGrads(t, f, tensor.Float64, x, w, b)
+			g32 := symGrads(t, f, tensor.Float32, x, w, b)
+			for i := range g64 {
+				if d := maxRelDiff(g32[i], g64[i]); d > 1e-4 {
+					t.Errorf("x %v stride %d: gradient %d float32 vs float64 differ by %.3g", xs, stride, i, d)
+				}
+			}
+		}
+	}
+}
