@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+	"unsafe"
 
 	G "gorgonia.org/gorgonia"
 
@@ -128,8 +130,26 @@ func (u *UNet) build(n int, train bool) (f *forward, err error) {
 func (f *forward) run(x []float32, t []int, ch int) error {
 	copy(backing(f.x), x)
 	timestepEmbedding(t, ch, backing(f.temb))
-	f.vm.Reset()
+	rewind(f.vm)
 	return f.vm.RunAll()
+}
+
+// rewind makes a tape machine run again from its first instruction while
+// keeping its registers, so that every op writes into the buffer it filled in
+// the previous run (UsePreallocDo) instead of allocating and clearing a new
+// one. Gorgonia v0.9.18 only offers Reset, which also drops every register:
+// a training step then allocates all its activations and gradients afresh
+// (2.2 GB for mnist at batch 64, half of them garbage at any time). Its VM
+// keeps the instruction counter in the unexported field pc; if a later
+// Gorgonia lacks it, rewind falls back to Reset.
+func rewind(vm G.VM) {
+	if v := reflect.ValueOf(vm); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
+		if pc := v.Elem().FieldByName("pc"); pc.IsValid() && pc.Kind() == reflect.Int {
+			*(*int)(unsafe.Pointer(pc.UnsafeAddr())) = 0
+			return
+		}
+	}
+	vm.Reset()
 }
 
 // checkShape reports whether a batch fits the model.
