@@ -31,6 +31,12 @@ static inline float exp_approx(float x) {
 
 static inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
 
+// dswish is the derivative of swish(z) = z·sigmoid(z): s·(1 + z·(1−s)).
+static inline float dswish(float z) {
+	float s = sigmoid(z);
+	return s * (1.0f + z * (1.0f - s));
+}
+
 // moments returns the mean of x[0..m) and 1/sqrt(var+eps), var the biased variance, in double.
 CLONES static void moments(const float *restrict x, long m, double eps, double *mean, double *rstd) {
 	double s = 0;
@@ -78,10 +84,7 @@ CLONES static void channel_sums(const float *restrict x, const float *restrict d
 	for (long i = 0; i < n; i++) {
 		float xh = (x[i] - mean) * rstd;
 		float dz = dy[i];
-		if (act) {
-			float z = xh * gm + bt, s = sigmoid(z);
-			dz *= s * (1.0f + z * (1.0f - s));
-		}
+		if (act) dz *= dswish(xh * gm + bt);
 		a += dz;
 		b += dz * xh;
 	}
@@ -114,10 +117,7 @@ CLONES static void channel_dx(float *restrict dx, const float *restrict x, const
 	for (long i = 0; i < n; i++) {
 		float xh = (x[i] - mean) * rstd;
 		float dz = dy[i];
-		if (act) {
-			float z = xh * gm + bt, s = sigmoid(z);
-			dz *= s * (1.0f + z * (1.0f - s));
-		}
+		if (act) dz *= dswish(xh * gm + bt);
 		dx[i] = rstd * (dz * gm - a - xh * b);
 	}
 }
