@@ -108,10 +108,11 @@ func (c *trainCmd) Run(e *env) error {
 	e.say("%s %s (%d parameters) on %d images of %s, batch %d, up to step %d", verb, cfg, tr.Net.NumParams(), ds.N, app.Data, app.Batch, app.Steps)
 
 	save := func() (string, error) {
-		app.DataRNG, err = pcg.MarshalBinary()
+		state, err := pcg.MarshalBinary()
 		if err != nil {
 			return "", err
 		}
+		app.DataRNG = state
 		extra, err := json.Marshal(app)
 		if err != nil {
 			return "", err

@@ -92,6 +92,13 @@ func newPlan(g geom, xs tensor.Shape, cout int) (convPlan, error) {
 	return p, nil
 }
 
+// validRun is, for a stride-1 convolution and kernel column kx, the range
+// [lo, hi) of output columns ox whose input column ox−left+kx lies inside the image.
+func (p convPlan) validRun(kx int) (lo, hi int) {
+	lo = min(p.ow, max(0, p.Left-kx))
+	return lo, max(lo, min(p.ow, p.w+p.Left-kx))
+}
+
 // im2col lays images [n0, n1) of x out as col [kk, (n1−n0)·ohw]: row (c,ky,kx),
 // column (image, oy, ox) holds x[n, c, oy·s−top+ky, ox·s−left+kx], or 0 in the padding.
 func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
@@ -115,8 +122,7 @@ func im2col[T float](p convPlan, x, col []T, n0, n1 int) {
 				}
 				src := plane[iy*p.w:][:p.w]
 				if p.stride == 1 { // the valid ox form one run: a copy between two clears
-					lo := min(p.ow, max(0, p.Left-kx))
-					hi := max(lo, min(p.ow, p.w+p.Left-kx))
+					lo, hi := p.validRun(kx)
 					clear(dst[:lo])
 					copy(dst[lo:hi], src[lo-p.Left+kx:])
 					clear(dst[hi:])
@@ -155,8 +161,7 @@ func col2im[T float](p convPlan, col, dx []T, n0, n1 int) {
 				dst := plane[iy*p.w:][:p.w]
 				src := in[oy*p.ow:][:p.ow]
 				if p.stride == 1 { // the valid ox form one run
-					lo := min(p.ow, max(0, p.Left-kx))
-					hi := max(lo, min(p.ow, p.w+p.Left-kx))
+					lo, hi := p.validRun(kx)
 					d := dst[lo-p.Left+kx:][:hi-lo]
 					for i, v := range src[lo:hi] {
 						d[i] += v
