@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -50,6 +51,7 @@ type builder struct {
 	cfg    Config
 	g      *G.ExprGraph
 	train  bool
+	stop   *atomic.Bool      // convolutions give up once it is set (training graphs only)
 	params *[]*Param         // the model's parameters, in declaration order
 	byName map[string]*Param // the same, by name
 	nodes  map[string]*G.Node

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"sync/atomic"
 	"unsafe"
 
 	G "gorgonia.org/gorgonia"
@@ -89,7 +90,7 @@ func (u *UNet) Close() {
 }
 
 // build compiles the network for batch size n, with dropout and gradients when train is set.
-func (u *UNet) build(n int, train bool) (f *forward, err error) {
+func (u *UNet) build(n int, train bool, stop *atomic.Bool) (f *forward, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			be, ok := r.(buildError)
@@ -101,7 +102,7 @@ func (u *UNet) build(n int, train bool) (f *forward, err error) {
 	}()
 	c := u.Config
 	g := G.NewGraph()
-	b := &builder{cfg: c, g: g, train: train, params: &u.Params, byName: u.byName, nodes: map[string]*G.Node{}}
+	b := &builder{cfg: c, g: g, train: train, stop: stop, params: &u.Params, byName: u.byName, nodes: map[string]*G.Node{}}
 	f = &forward{g: g}
 	f.x = b.input("x", n, c.InChannels, c.Resolution, c.Resolution)
 	f.temb = b.input("temb", n, c.Ch)
@@ -179,7 +180,7 @@ func (u *UNet) PredictEps(ctx context.Context, xt []float32, t []int, shape diff
 		f, ok := u.eval[hi-lo]
 		if !ok {
 			var err error
-			if f, err = u.build(hi-lo, false); err != nil {
+			if f, err = u.build(hi-lo, false, nil); err != nil {
 				return nil, err
 			}
 			u.eval[hi-lo] = f
@@ -197,7 +198,7 @@ func (u *UNet) PredictEps(ctx context.Context, xt []float32, t []int, shape diff
 // images; normalisations and elementwise ops are not counted. A training step
 // costs about three times as much.
 func (u *UNet) ForwardFLOPs(n int) (float64, error) {
-	f, err := u.build(n, false)
+	f, err := u.build(n, false, nil)
 	if err != nil {
 		return 0, err
 	}

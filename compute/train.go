@@ -2,10 +2,13 @@ package compute
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
 )
 
@@ -36,7 +39,16 @@ type Trainer struct {
 	EMA   [][]float32 // exponential moving average of the weights, one per parameter
 	rng   *rand.PCG   // dropout masks
 	train map[int]*forward
+	stop  atomic.Bool // set by Interrupt
 }
+
+// ErrInterrupted is returned by TrainStep when Interrupt abandoned the step.
+var ErrInterrupted = errors.New("training step interrupted")
+
+// Interrupt makes the running TrainStep (or the next one) give up within one convolution's
+// time and return ErrInterrupted, leaving the weights, the optimizer, the EMA and the
+// dropout stream exactly as they were before that step. Safe to call from any goroutine.
+func (t *Trainer) Interrupt() { t.stop.Store(true) }
 
 // NewTrainer starts training net from step 0; seed drives the dropout masks.
 func NewTrainer(net *UNet, opt OptimConfig, seed uint64) *Trainer {
@@ -83,14 +95,20 @@ func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusi
 	f, ok := t.train[shape.N]
 	if !ok {
 		var err error
-		if f, err = net.build(shape.N, true); err != nil {
+		if f, err = net.build(shape.N, true, &t.stop); err != nil {
 			return diffusion.StepStats{}, err
 		}
 		t.train[shape.N] = f
 	}
 	copy(backing(f.eps), eps)
+	rngBefore := *t.rng
 	t.fillMasks(f)
 	if err := f.run(xt, ts, net.Config.Ch); err != nil {
+		if errors.Is(err, ops.ErrStopped) || t.stop.Load() {
+			*t.rng = rngBefore
+			t.stop.Store(false)
+			return diffusion.StepStats{}, ErrInterrupted
+		}
 		return diffusion.StepStats{}, fmt.Errorf("training step: %w", err)
 	}
 	loss := float64(f.loss.Value().Data().(float32))

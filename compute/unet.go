@@ -138,7 +138,7 @@ func (b *builder) convInit(name string, x *G.Node, cin, cout, k, stride int, pad
 	if b.spec() {
 		return nil
 	}
-	y := b.must(ops.Conv2d(x, w, bias, stride, pad))
+	y := b.must(ops.Conv2dStoppable(x, w, bias, stride, pad, b.stop))
 	b.flops += 2 * float64(y.Shape().TotalSize()*cin*k*k)
 	return y
 }

@@ -126,7 +126,7 @@ func TestGradientDirectional(t *testing.T) {
 	tr := NewTrainer(net, DefaultOptim(), 0)
 	shape := diffusion.Shape{N: 2, C: 1, H: 16, W: 16}
 	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{5, 700}
-	f, err := net.build(shape.N, true)
+	f, err := net.build(shape.N, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"hash"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/chewxy/hm"
@@ -28,7 +29,14 @@ type Pads struct{ Top, Bottom, Left, Right int }
 // add is fused, and the gradients with respect to x, w and b are three ops
 // of their own, so none is computed unless asked for.
 func Conv2d(x, w, b *gorgonia.Node, stride int, pad Pads) (*gorgonia.Node, error) {
-	op := conv2dOp{geom: geom{stride: stride, Pads: pad}}
+	return Conv2dStoppable(x, w, b, stride, pad, nil)
+}
+
+// Conv2dStoppable is Conv2d whose forward and gradient ops return ErrStopped instead of
+// computing once stop is set, so that a long training step can be abandoned within one
+// convolution's time. A nil stop never stops.
+func Conv2dStoppable(x, w, b *gorgonia.Node, stride int, pad Pads, stop *atomic.Bool) (*gorgonia.Node, error) {
+	op := conv2dOp{geom: geom{stride: stride, Pads: pad}, stop: stop}
 	xs, ws, bs := x.Shape(), w.Shape(), b.Shape()
 	if xs.Dims() != 4 || ws.Dims() != 4 || bs.Dims() != 1 || ws[1] != xs[1] || ws[2] != ws[3] || bs[0] != ws[0] {
 		return nil, fmt.Errorf("%v: shapes x %v, w %v, b %v do not fit [N,Cin,H,W], [Cout,Cin,k,k], [Cout]", op, xs, ws, bs)
@@ -342,6 +350,7 @@ func convGradB[T float](n, cout, ohw int, dy, db []T) {
 type conv2dOp struct {
 	pure
 	geom
+	stop *atomic.Bool // see Conv2dStoppable; not part of the op's identity
 }
 
 func (conv2dOp) Arity() int { return 3 }
@@ -376,6 +385,9 @@ func (op conv2dOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
 }
 
 func (op conv2dOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value) (gorgonia.Value, error) {
+	if op.stop != nil && op.stop.Load() {
+		return nil, ErrStopped
+	}
 	in, err := denses(op, vals)
 	if err != nil {
 		return nil, err
@@ -411,15 +423,15 @@ func (op conv2dOp) SymDiff(inputs gorgonia.Nodes, _, grad *gorgonia.Node) (gorgo
 		return nil, fmt.Errorf("%v: expected 3 inputs, got %d", op, len(inputs))
 	}
 	x, w := inputs[0], inputs[1]
-	dx, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'x', shape: x.Shape().Clone()}, w, grad)
+	dx, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'x', shape: x.Shape().Clone(), stop: op.stop}, w, grad)
 	if err != nil {
 		return nil, fmt.Errorf("%v dx: %w", op, err)
 	}
-	dw, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'w', shape: w.Shape().Clone()}, x, grad)
+	dw, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'w', shape: w.Shape().Clone(), stop: op.stop}, x, grad)
 	if err != nil {
 		return nil, fmt.Errorf("%v dw: %w", op, err)
 	}
-	db, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'b', shape: inputs[2].Shape().Clone()}, grad)
+	db, err := gorgonia.ApplyOp(convGradOp{geom: op.geom, wrt: 'b', shape: inputs[2].Shape().Clone(), stop: op.stop}, grad)
 	if err != nil {
 		return nil, fmt.Errorf("%v db: %w", op, err)
 	}
@@ -433,6 +445,7 @@ type convGradOp struct {
 	geom
 	wrt   byte
 	shape tensor.Shape // shape of the result
+	stop  *atomic.Bool // inherited from the forward op
 }
 
 func (op convGradOp) Arity() int {
@@ -467,6 +480,9 @@ func (op convGradOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
 }
 
 func (op convGradOp) UsePreallocDo(prealloc gorgonia.Value, vals ...gorgonia.Value) (gorgonia.Value, error) {
+	if op.stop != nil && op.stop.Load() {
+		return nil, ErrStopped
+	}
 	in, err := denses(op, vals)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
@@ -20,6 +21,9 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
+
+// ErrStopped is returned by an op built with a stop flag (Conv2dStoppable) once the flag is set.
+var ErrStopped = errors.New("stopped")
 
 // float is the element type of the tensors the kernels work on.
 type float interface{ ~float32 | ~float64 }

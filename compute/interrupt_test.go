@@ -1,0 +1,98 @@
+package compute
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ddpm-studio/ddpm-studio/diffusion"
+)
+
+// TestInterruptLeavesStateUntouched interrupts training steps at varying moments (before
+// the step, during the forward pass, during the backward pass) and checks that every
+// interrupted step left the trainer exactly as it was: the next completed steps give the
+// same weights, moments, EMA and dropout stream as a trainer that was never interrupted.
+func TestInterruptLeavesStateUntouched(t *testing.T) {
+	shape := diffusion.Shape{N: 4, C: 1, H: 16, W: 16}
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{10, 200, 500, 900}
+	newTrainer := func() *Trainer {
+		net := tinyNet(t, 0.1) // with dropout, so the dropout stream matters
+		opt := DefaultOptim()
+		opt.Warmup = 1
+		return NewTrainer(net, opt, 7)
+	}
+	ref, tr := newTrainer(), newTrainer()
+	defer ref.Close()
+	defer tr.Close()
+
+	if _, err := ref.TrainStep(x, ts, eps, shape); err != nil { // builds the graph
+		t.Fatal(err)
+	}
+	start := time.Now() // how long a step takes, to spread the interrupts over it
+	if _, err := ref.TrainStep(x, ts, eps, shape); err != nil {
+		t.Fatal(err)
+	}
+	stepTime := time.Since(start)
+	for i := 0; i < 2; i++ {
+		if _, err := tr.TrainStep(x, ts, eps, shape); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tr.Interrupt() // before the step: the first convolution gives up
+	if _, err := tr.TrainStep(x, ts, eps, shape); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted before the step: err %v, want ErrInterrupted", err)
+	}
+	interrupted := 1
+	for i := 1; i <= 8; i++ {
+		delay := stepTime * time.Duration(i) / 9
+		timer := time.AfterFunc(delay, tr.Interrupt)
+		_, err := tr.TrainStep(x, ts, eps, shape)
+		timer.Stop()
+		switch {
+		case errors.Is(err, ErrInterrupted):
+			interrupted++
+		case err != nil:
+			t.Fatal(err)
+		default: // the step finished first: keep the reference in step
+			if _, err := ref.TrainStep(x, ts, eps, shape); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr.stop.Store(false) // an interrupt that arrived after the step finished
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := ref.TrainStep(x, ts, eps, shape); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.TrainStep(x, ts, eps, shape); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d of 9 steps interrupted (step time %v)", interrupted, stepTime)
+	if tr.Step != ref.Step {
+		t.Fatalf("step %d, reference %d", tr.Step, ref.Step)
+	}
+	same := func(what string, a, b [][]float32) {
+		for i := range a {
+			for j := range a[i] {
+				if a[i][j] != b[i][j] {
+					t.Fatalf("%s %d[%d]: %g, reference %g", what, i, j, a[i][j], b[i][j])
+				}
+			}
+		}
+	}
+	var w, wr [][]float32
+	for i := range tr.Net.Params {
+		w, wr = append(w, tr.Net.Params[i].Data), append(wr, ref.Net.Params[i].Data)
+	}
+	same("weights", w, wr)
+	same("Adam m", tr.M, ref.M)
+	same("Adam v", tr.V, ref.V)
+	same("EMA", tr.EMA, ref.EMA)
+	a, _ := tr.RNGState()
+	b, _ := ref.RNGState()
+	if string(a) != string(b) {
+		t.Fatal("dropout streams differ")
+	}
+}
