@@ -353,3 +353,33 @@ func TestSkippedSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a/one.png", encode(t, uniform(4, 4, color.NRGBA{10, 20, 30, 255}), pngEnc))
+	writeFile(t, dir, "b/two.bmp", encode(t, uniform(6, 6, color.NRGBA{200, 100, 0, 255}), bmpEnc))
+	writeFile(t, dir, "b/bad.png", []byte("\x89PNG\r\n\x1a\n broken"))
+	paths := []string{filepath.Join(dir, "b/two.bmp"), filepath.Join(dir, "a/one.png"), filepath.Join(dir, "b/bad.png"), filepath.Join(dir, "a/one.png")}
+	d, err := LoadFiles(paths, Options{Size: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Source != dir {
+		t.Errorf("Source %q, want the common folder %q", d.Source, dir)
+	}
+	want := []string{filepath.FromSlash("a/one.png"), filepath.FromSlash("b/two.bmp")}
+	if !slices.Equal(d.Files, want) || d.N != 2 || d.C != 3 {
+		t.Fatalf("Files %q N %d C %d; want %q, 2, 3", d.Files, d.N, d.C, want)
+	}
+	checkUniform(t, d, 0, [3]uint8{10, 20, 30}, 0)
+	checkUniform(t, d, 1, [3]uint8{200, 100, 0}, 0)
+	if len(d.Skipped) != 1 || d.Skipped[0].Path != filepath.FromSlash("b/bad.png") {
+		t.Errorf("Skipped %v, want b/bad.png", d.Skipped)
+	}
+	if _, err := LoadFiles(nil, Options{Size: 4}); err == nil {
+		t.Error("no files: no error")
+	}
+	if _, err := LoadFiles([]string{filepath.Join(dir, "b/bad.png")}, Options{Size: 4}); err == nil || !strings.Contains(err.Error(), "bad.png") {
+		t.Errorf("only a corrupt file: err %v, want one naming bad.png", err)
+	}
+}

@@ -37,7 +37,47 @@ func LoadFolder(dir string, opt Options) (*Dataset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load dataset: %w", err)
 	}
+	return loadList(dir, files, skipped, opt)
+}
 
+// LoadFiles loads the given image files (a set dropped on the window, say) as LoadFolder
+// loads a folder's. Source is their common folder and Files are relative to it.
+func LoadFiles(paths []string, opt Options) (*Dataset, error) {
+	if err := opt.check(); err != nil {
+		return nil, fmt.Errorf("load files: %w", err)
+	}
+	if len(paths) == 0 {
+		return nil, errors.New("load files: no files given")
+	}
+	abs := make([]string, len(paths))
+	for i, p := range paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", p, err)
+		}
+		abs[i] = a
+	}
+	base := filepath.Dir(abs[0])
+	for _, a := range abs[1:] {
+		for !strings.HasPrefix(a, base+string(filepath.Separator)) && base != filepath.Dir(base) {
+			base = filepath.Dir(base)
+		}
+	}
+	files := make([]string, len(abs))
+	for i, a := range abs {
+		rel, err := filepath.Rel(base, a)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", a, err)
+		}
+		files[i] = rel
+	}
+	slices.Sort(files)
+	files = slices.Compact(files)
+	return loadList(base, files, nil, opt)
+}
+
+// loadList loads files (relative to dir), adding the ones it cannot use to skipped.
+func loadList(dir string, files []string, skipped []Skip, opt Options) (*Dataset, error) {
 	planes := opt.Channels
 	if planes == 0 {
 		planes = 3 // until every image has been seen
