@@ -40,15 +40,15 @@ func (c *evalCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	data := c.Data
+	data, files := c.Data, []string(nil)
 	if data == "" {
-		data = r.app.Data
+		data, files = r.app.Data, r.app.DataFiles
 	}
-	if data == "" {
+	if data == "" && len(files) == 0 {
 		return fmt.Errorf("run %s names no dataset: give --data", c.RunDir)
 	}
 	cfg := r.state.Config
-	ds, err := loadData(e, data, cfg.Resolution, cfg.InChannels)
+	ds, err := loadData(e, data, files, cfg.Resolution, cfg.InChannels)
 	if err != nil {
 		return err
 	}

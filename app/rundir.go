@@ -12,7 +12,8 @@ import (
 // runState is the application's part of a checkpoint: what the model was trained on
 // and the state of the stream that draws batches, timesteps and noise.
 type runState struct {
-	Data     string `json:"data"`     // dataset: a folder or "mnist"
+	Data      string   `json:"data"`                 // dataset: a folder or "mnist" (or a description of DataFiles)
+	DataFiles []string `json:"data_files,omitempty"` // image files trained on, when not a folder
 	Schedule string `json:"schedule"` // "linear" or "cosine"
 	T        int    `json:"T"`        // diffusion steps
 	Variance string `json:"variance"` // "fixedlarge" or "fixedsmall", for sampling and the bound

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,9 @@ type trainCmd struct {
 	CheckpointMinutes float64 `default:"10" help:"Also save one when this many minutes have passed since the last."`
 	SampleEvery       int64   `default:"500" help:"Save a 4×4 DDIM-50 sample grid from the EMA weights to RUN/samples every N steps (0: never)."`
 	LogEvery          int64   `default:"10" help:"Append a line to RUN/metrics.jsonl every N steps."`
+
+	dataFiles []string                // image files to train on instead of Data (the window's dropped files)
+	sess      atomic.Pointer[session] // the open session, for the interrupt handler
 }
 
 // metric is one line of metrics.jsonl.
@@ -71,131 +75,88 @@ type trainResult struct {
 func (c *trainCmd) Run(e *env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	tr, app, ds, resumed, err := c.open(e)
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-	cfg := tr.Net.Config
-	if len(ds.Skipped) > 0 {
-		fmt.Fprintf(e.errOut, "warning: %s\n", ds.SkippedSummary(5))
-	}
-	sched, err := diffusion.NewSchedule(app.Schedule, app.T)
-	if err != nil {
-		return err
-	}
-	pcg := rand.NewPCG(app.Seed, 1)
-	if app.DataRNG != nil {
-		if err := pcg.UnmarshalBinary(app.DataRNG); err != nil {
-			return fmt.Errorf("run %s: data stream state: %w", c.RunDir, err)
+	// Ctrl-C abandons the step in flight (its work is redone on resume) rather than
+	// waiting for it, then saves.
+	go func() {
+		<-ctx.Done()
+		if s := c.sess.Load(); s != nil {
+			s.tr.Interrupt()
 		}
-	}
-	rng := rand.New(pcg)
-	if err := trimMetrics(filepath.Join(c.RunDir, "metrics.jsonl"), tr.Step); err != nil {
+	}()
+
+	s, err := c.openSession(e)
+	if err != nil {
 		return err
 	}
-	mf, err := os.OpenFile(filepath.Join(c.RunDir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+	c.sess.Store(s)
+	defer s.close()
+	cfg := s.tr.Net.Config
+	if len(s.ds.Skipped) > 0 {
+		fmt.Fprintf(e.errOut, "warning: %s\n", s.ds.SkippedSummary(5))
 	}
-	defer mf.Close()
-
 	verb := "training"
-	if resumed && tr.Step > 0 {
-		verb = fmt.Sprintf("resuming at step %d;", tr.Step)
+	if s.resumed && s.tr.Step > 0 {
+		verb = fmt.Sprintf("resuming at step %d;", s.tr.Step)
 	}
-	e.say("%s %s (%d parameters) on %d images of %s, batch %d, up to step %d", verb, cfg, tr.Net.NumParams(), ds.N, app.Data, app.Batch, app.Steps)
+	e.say("%s %s (%d parameters) on %d images of %s, batch %d, up to step %d", verb, cfg, s.tr.Net.NumParams(), s.ds.N, s.app.Data, s.app.Batch, s.app.Steps)
 
-	save := func() (string, error) {
-		state, err := pcg.MarshalBinary()
-		if err != nil {
-			return "", err
-		}
-		app.DataRNG = state
-		extra, err := json.Marshal(app)
-		if err != nil {
-			return "", err
-		}
-		return compute.SaveCheckpoint(c.RunDir, tr, extra)
-	}
-
-	shape := diffusion.Shape{N: app.Batch, C: ds.C, H: ds.H, W: ds.W}
-	x0 := make([]float32, shape.Size())
-	idx := make([]int, app.Batch)
-	flip := make([]bool, app.Batch)
-	bar := newProgress(e.errOut, app.Steps, "train", "steps")
-	bar.set(tr.Step)
-	start, lastCkpt := time.Now(), time.Now()
-	startStep := tr.Step
+	bar := newProgress(e.errOut, s.app.Steps, "train", "steps")
+	bar.set(s.tr.Step)
+	start := time.Now()
+	startStep := s.tr.Step
 	var last diffusion.StepStats
 	var ckpt string
 	var stepTimes []float64
-	for tr.Step < app.Steps {
-		if ctx.Err() != nil {
+	for s.tr.Step < s.app.Steps && ctx.Err() == nil {
+		t0 := time.Now()
+		st, err := s.step()
+		if errors.Is(err, compute.ErrInterrupted) {
 			break
 		}
-		t0 := time.Now()
-		for i := range idx {
-			idx[i] = rng.IntN(ds.N)
-			flip[i] = app.Flip && rng.IntN(2) == 1
-		}
-		ds.Batch(idx, flip, x0)
-		last, err = diffusion.TrainStep(sched, tr, x0, shape, rng)
 		if err != nil {
 			bar.done()
 			return fmt.Errorf("%w (the last checkpoint is kept: %s)", err, compute.LatestCheckpoint(c.RunDir))
 		}
+		last = st
 		dt := time.Since(t0).Seconds()
 		stepTimes = append(stepTimes, dt)
-		bar.set(tr.Step)
+		bar.set(s.tr.Step)
 		bar.describe(fmt.Sprintf("train loss %.4f", last.Loss))
-		if tr.Step%c.LogEvery == 0 || tr.Step == app.Steps {
-			m := metric{Step: tr.Step, Loss: last.Loss, LR: last.LR, GradNorm: last.GradNorm,
-				ImagesPerSec: float64(app.Batch) / dt, Elapsed: time.Since(start).Seconds()}
-			b, _ := json.Marshal(m)
-			if _, err := mf.Write(append(b, '\n')); err != nil {
-				return fmt.Errorf("metrics: %w", err)
-			}
-			if bar.bar == nil && !e.json {
-				e.say("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.1f img/s", tr.Step, app.Steps, last.Loss, last.LR, last.GradNorm, m.ImagesPerSec)
-			}
+		logged, err := s.log(st, dt, time.Since(start))
+		if err != nil {
+			return err
 		}
-		if tr.Step%c.CheckpointEvery == 0 || time.Since(lastCkpt).Minutes() >= c.CheckpointMinutes {
-			if ckpt, err = save(); err != nil {
-				return err
-			}
-			lastCkpt = time.Now()
+		if logged && bar.bar == nil && !e.json {
+			e.say("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.1f img/s", s.tr.Step, s.app.Steps, last.Loss, last.LR, last.GradNorm, float64(s.app.Batch)/dt)
 		}
-		if c.SampleEvery > 0 && tr.Step%c.SampleEvery == 0 {
-			if err := previewGrid(ctx, tr, sched, filepath.Join(c.RunDir, "samples", fmt.Sprintf("step-%08d.png", tr.Step))); err != nil && ctx.Err() == nil {
-				return err
-			}
+		if path, err := s.maybeCheckpoint(); err != nil {
+			return err
+		} else if path != "" {
+			ckpt = path
+		}
+		if err := s.maybeSampleGrid(ctx); err != nil && ctx.Err() == nil {
+			return err
 		}
 	}
 	bar.done()
 	interrupted := ctx.Err() != nil
-	if latest := compute.LatestCheckpoint(c.RunDir); latest == "" || filepath.Base(latest) != fmt.Sprintf("step-%08d", tr.Step) {
-		if ckpt, err = save(); err != nil {
-			return err
-		}
-	} else {
-		ckpt = latest
+	if ckpt, err = s.finish(); err != nil {
+		return err
 	}
 	secs := time.Since(start).Seconds()
-	res := trainResult{Run: c.RunDir, Step: tr.Step, Loss: last.Loss, Checkpoint: ckpt, Seconds: secs,
-		Params: tr.Net.NumParams(), Interrupted: interrupted}
+	res := trainResult{Run: c.RunDir, Step: s.tr.Step, Loss: last.Loss, Checkpoint: ckpt, Seconds: secs,
+		Params: s.tr.Net.NumParams(), Interrupted: interrupted}
 	if n := len(stepTimes); n > 0 {
 		res.SecPerStep = median(stepTimes)
-		res.ImagesPerSec = float64(app.Batch) / res.SecPerStep
+		res.ImagesPerSec = float64(s.app.Batch) / res.SecPerStep
 	}
 	e.say("step %d: loss %.4f, %d steps in %.1fs (median %.3fs/step, %.1f images/s); checkpoint %s",
-		tr.Step, last.Loss, tr.Step-startStep, secs, res.SecPerStep, res.ImagesPerSec, ckpt)
+		s.tr.Step, last.Loss, s.tr.Step-startStep, secs, res.SecPerStep, res.ImagesPerSec, ckpt)
 	if err := e.result(res); err != nil {
 		return err
 	}
 	if interrupted {
-		return fmt.Errorf("%w at step %d; checkpoint saved to %s", errInterrupted, tr.Step, ckpt)
+		return fmt.Errorf("%w at step %d; checkpoint saved to %s", errInterrupted, s.tr.Step, ckpt)
 	}
 	return nil
 }
@@ -211,7 +172,7 @@ func (c *trainCmd) open(e *env) (*compute.Trainer, runState, *dataset.Dataset, b
 	if !resumed && c.Channels == 0 {
 		channels = 0 // gray or RGB, chosen from the data
 	}
-	ds, err := loadData(e, app.Data, cfg.Resolution, channels)
+	ds, err := loadData(e, app.Data, app.DataFiles, cfg.Resolution, channels)
 	if err != nil {
 		return nil, app, nil, false, err
 	}
@@ -247,10 +208,10 @@ func (c *trainCmd) trainer() (*compute.Trainer, runState, bool, error) {
 			return nil, runState{}, false, err
 		}
 		app := r.app
-		if c.Data != "" {
-			app.Data = c.Data
+		if c.Data != "" || len(c.dataFiles) > 0 {
+			app.Data, app.DataFiles = c.Data, c.dataFiles
 		}
-		if app.Data == "" {
+		if app.Data == "" && len(app.DataFiles) == 0 {
 			return nil, app, false, fmt.Errorf("run %s has no dataset: give --data DIR or --data mnist", c.RunDir)
 		}
 		app.Steps = c.Steps
@@ -259,7 +220,7 @@ func (c *trainCmd) trainer() (*compute.Trainer, runState, bool, error) {
 		}
 		return r.trainer, app, true, nil
 	}
-	if c.Data == "" {
+	if c.Data == "" && len(c.dataFiles) == 0 {
 		return nil, runState{}, false, errors.New("--data is required for a new run (a folder, or mnist)")
 	}
 	cfg, err := c.config()
@@ -272,7 +233,7 @@ func (c *trainCmd) trainer() (*compute.Trainer, runState, bool, error) {
 	}
 	opt := compute.DefaultOptim()
 	opt.LR, opt.Warmup, opt.EMADecay = c.LR, c.Warmup, c.EMA
-	app := runState{Data: c.Data, Schedule: c.Schedule, T: c.T, Variance: "fixedlarge", Batch: c.Batch,
+	app := runState{Data: c.Data, DataFiles: c.dataFiles, Schedule: c.Schedule, T: c.T, Variance: "fixedlarge", Batch: c.Batch,
 		Flip: c.Hflip, Seed: c.Seed, Steps: c.Steps}
 	return compute.NewTrainer(net, opt, c.Seed), app, false, nil
 }
@@ -330,15 +291,22 @@ func trimMetrics(path string, step int64) error {
 	})
 }
 
-// loadData loads a dataset with a progress bar.
-func loadData(e *env, spec string, size, channels int) (*dataset.Dataset, error) {
+// loadData loads a dataset (the image files if any are given, else spec) with a progress bar.
+func loadData(e *env, spec string, files []string, size, channels int) (*dataset.Dataset, error) {
 	var bar *progress
-	ds, err := dataset.Load(spec, dataset.Options{Size: size, Channels: channels, Progress: func(done, total int) {
+	opt := dataset.Options{Size: size, Channels: channels, Progress: func(done, total int) {
 		if bar == nil {
 			bar = newProgress(e.errOut, int64(total), "loading "+spec, "files")
 		}
 		bar.set(int64(done))
-	}})
+	}}
+	var ds *dataset.Dataset
+	var err error
+	if len(files) > 0 {
+		ds, err = dataset.LoadFiles(files, opt)
+	} else {
+		ds, err = dataset.Load(spec, opt)
+	}
 	if bar != nil {
 		bar.done()
 	}
