@@ -14,14 +14,14 @@ import (
 type runState struct {
 	Data      string   `json:"data"`                 // dataset: a folder or "mnist" (or a description of DataFiles)
 	DataFiles []string `json:"data_files,omitempty"` // image files trained on, when not a folder
-	Schedule string `json:"schedule"` // "linear" or "cosine"
-	T        int    `json:"T"`        // diffusion steps
-	Variance string `json:"variance"` // "fixedlarge" or "fixedsmall", for sampling and the bound
-	Batch    int    `json:"batch"`    // images per step
-	Flip     bool   `json:"hflip"`    // random horizontal flips
-	Seed     uint64 `json:"seed"`     // seed the run started from
-	DataRNG  []byte `json:"data_rng"` // PCG state of the batch/timestep/noise stream
-	Steps    int64  `json:"steps"`    // the step count asked for
+	Schedule  string   `json:"schedule"`             // "linear" or "cosine"
+	T         int      `json:"T"`                    // diffusion steps
+	Variance  string   `json:"variance"`             // "fixedlarge" or "fixedsmall", for sampling and the bound
+	Batch     int      `json:"batch"`                // images per step
+	Flip      bool     `json:"hflip"`                // random horizontal flips
+	Seed      uint64   `json:"seed"`                 // seed the run started from
+	DataRNG   []byte   `json:"data_rng"`             // PCG state of the batch/timestep/noise stream
+	Steps     int64    `json:"steps"`                // the step count asked for
 }
 
 // openRun is a run loaded from its newest checkpoint.
