@@ -1,0 +1,424 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"sync"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/storage"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+)
+
+// Sampler choices.
+const (
+	samplerDDPM = "DDPM (Algorithm 2, all T steps)"
+	samplerDDIM = "DDIM"
+)
+
+// stripImages is how many images the progression strip follows.
+const stripImages = 8
+
+// sampleScreen generates images from a run and shows them denoise step by step.
+type sampleScreen struct {
+	s       *Studio
+	content fyne.CanvasObject
+
+	run                           *widget.Select
+	ema                           *widget.Check
+	sampler                       *widget.RadioGroup
+	steps, eta, seed, count       *field
+	seedA, seedB, icount          *field
+	sample, interp, stop          *widget.Button
+	saveGrid, saveStrip, saveEach *widget.Button
+	xt, x0                        *canvas.Image
+	caption, formErr              *widget.Label
+	bar                           *widget.ProgressBar
+
+	mu     sync.Mutex
+	runs   []RunInfo
+	cancel context.CancelFunc
+	result Images  // the last finished samples
+	cols   int     // columns of the result grid
+	strip  []Frame // frames kept for the progression strip
+}
+
+func newSampleScreen(s *Studio) *sampleScreen {
+	p := &sampleScreen{s: s}
+	p.run = widget.NewSelect(nil, func(string) { p.validate() })
+	p.run.PlaceHolder = "(no runs yet: train one first)"
+	p.ema = widget.NewCheck("EMA weights", nil)
+	p.ema.SetChecked(true)
+	p.sampler = widget.NewRadioGroup([]string{samplerDDPM, samplerDDIM}, func(string) { p.validate() })
+	p.sampler.SetSelected(samplerDDIM)
+	p.steps = newField("DDIM steps", "50", intIn(1, 100000))
+	p.eta = newField("DDIM η", "0", floatIn(0, 1, false, false))
+	p.seed = newField("Seed", "0", intIn(0, 1<<62))
+	p.count = newField("Images", "16", intIn(1, 256))
+	p.seedA = newField("Seed A", "1", intIn(0, 1<<62))
+	p.seedB = newField("Seed B", "2", intIn(0, 1<<62))
+	p.icount = newField("Images between", "8", intIn(2, 64))
+	for _, f := range []*field{p.steps, p.eta, p.seed, p.count, p.seedA, p.seedB, p.icount} {
+		f.entry.OnChanged = func(string) { p.validate() }
+	}
+	p.formErr = widget.NewLabel("")
+	p.formErr.Importance = widget.DangerImportance
+	p.formErr.Wrapping = fyne.TextWrapWord
+	p.sample = widget.NewButtonWithIcon("Sample", theme.MediaPlayIcon(), p.startSampling)
+	p.sample.Importance = widget.HighImportance
+	p.interp = widget.NewButtonWithIcon("Interpolate", theme.MediaPlayIcon(), p.startInterpolation)
+	p.stop = widget.NewButtonWithIcon("Stop", theme.MediaStopIcon(), p.cancelRun)
+	p.stop.Disable()
+	p.saveGrid = widget.NewButtonWithIcon("Save grid…", theme.DocumentSaveIcon(), p.exportGrid)
+	p.saveStrip = widget.NewButtonWithIcon("Save progression strip…", theme.DocumentSaveIcon(), p.exportStrip)
+	p.saveEach = widget.NewButtonWithIcon("Save each image…", theme.FolderOpenIcon(), p.exportEach)
+	for _, b := range []*widget.Button{p.saveGrid, p.saveStrip, p.saveEach} {
+		b.Disable()
+	}
+
+	form := widget.NewForm(
+		widget.NewFormItem("Run", p.run),
+		widget.NewFormItem("Weights", p.ema),
+		widget.NewFormItem("Sampler", p.sampler),
+		widget.NewFormItem(p.steps.label, p.steps.entry),
+		widget.NewFormItem(p.eta.label, p.eta.entry),
+		widget.NewFormItem(p.seed.label, p.seed.entry),
+		widget.NewFormItem(p.count.label, p.count.entry),
+	)
+	iform := widget.NewForm(
+		widget.NewFormItem(p.seedA.label, p.seedA.entry),
+		widget.NewFormItem(p.seedB.label, p.seedB.entry),
+		widget.NewFormItem(p.icount.label, p.icount.entry),
+	)
+	left := container.NewVBox(form, container.NewGridWithColumns(2, p.sample, p.stop),
+		widget.NewSeparator(), widget.NewLabel("Interpolate between two seeds' noise (DDIM, η = 0):"), iform, p.interp,
+		widget.NewSeparator(), p.saveGrid, p.saveStrip, p.saveEach, p.formErr)
+	p.xt = newView(300, 300, false)
+	p.x0 = newView(300, 300, false)
+	p.caption = widget.NewLabel("Choose a run and press Sample: x_t (left) and the prediction x̂0 (right) are shown at every step.")
+	p.caption.Wrapping = fyne.TextWrapWord
+	p.bar = widget.NewProgressBar()
+	right := container.NewBorder(container.NewVBox(p.bar, p.caption), nil, nil, nil, container.NewGridWithColumns(2, p.xt, p.x0))
+	split := container.NewHSplit(container.NewVScroll(left), right)
+	split.Offset = 0.3
+	p.content = split
+	p.validate()
+	return p
+}
+
+// refreshRuns reloads the run list.
+func (p *sampleScreen) refreshRuns() {
+	go func() {
+		runs, err := p.s.backend.Runs()
+		if err != nil {
+			p.s.fail("Listing runs", err)
+			return
+		}
+		p.s.do(func() {
+			p.mu.Lock()
+			p.runs = runs
+			p.mu.Unlock()
+			var names []string
+			for _, r := range runs {
+				names = append(names, r.Name)
+			}
+			p.run.Options = names
+			p.run.Refresh()
+			if p.run.Selected == "" && len(names) > 0 {
+				p.run.SetSelected(names[0]) // newest first
+			}
+			p.validate()
+		})
+	}()
+}
+
+func (p *sampleScreen) selectedRun() (RunInfo, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.runs {
+		if r.Name == p.run.Selected {
+			return r, true
+		}
+	}
+	return RunInfo{}, false
+}
+
+func (p *sampleScreen) busy() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cancel != nil
+}
+
+// validate shows what is wrong and enables the buttons that can work.
+func (p *sampleScreen) validate() bool {
+	if p.formErr == nil || p.sample == nil {
+		return false
+	}
+	ddim := p.sampler.Selected == samplerDDIM
+	if ddim {
+		p.steps.entry.Enable()
+		p.eta.entry.Enable()
+	} else {
+		p.steps.entry.Disable()
+		p.eta.entry.Disable()
+	}
+	probs := problems(p.steps, p.eta, p.seed, p.count, p.seedA, p.seedB, p.icount)
+	if _, ok := p.selectedRun(); !ok {
+		probs = append(probs, "Run: choose a trained run")
+	}
+	p.formErr.SetText(joinLines(probs))
+	if len(probs) == 0 && !p.busy() {
+		p.sample.Enable()
+		p.interp.Enable()
+	} else {
+		p.sample.Disable()
+		p.interp.Disable()
+	}
+	return len(probs) == 0
+}
+
+func joinLines(lines []string) string {
+	out := ""
+	for i, l := range lines {
+		if i > 0 {
+			out += "\n"
+		}
+		out += l
+	}
+	return out
+}
+
+// begin marks a sampling in progress and returns its context.
+func (p *sampleScreen) begin() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.mu.Lock()
+	p.cancel = cancel
+	p.strip = nil
+	p.mu.Unlock()
+	p.sample.Disable()
+	p.interp.Disable()
+	p.stop.Enable()
+	p.bar.SetValue(0)
+	return ctx
+}
+
+// end marks the sampling finished, with result res laid out cols wide.
+func (p *sampleScreen) end(res Images, cols int, err error, what string) {
+	p.mu.Lock()
+	p.cancel = nil
+	if err == nil {
+		p.result, p.cols = res, cols
+	}
+	p.mu.Unlock()
+	if err == nil {
+		if m, rerr := p.s.renderGrid(gridSpec(res, cols, 2*gridWidth)); rerr == nil {
+			p.s.setImage(p.xt, m)
+		}
+	}
+	p.s.do(func() {
+		p.stop.Disable()
+		p.validate()
+		if err == nil {
+			for _, b := range []*widget.Button{p.saveGrid, p.saveStrip, p.saveEach} {
+				b.Enable()
+			}
+		}
+	})
+	switch {
+	case errors.Is(err, context.Canceled):
+		p.s.say("%s stopped.", what)
+	case err != nil:
+		p.s.fail(what, err)
+	default:
+		p.s.say("%s: %d images done.", what, res.N)
+	}
+}
+
+// onFrame shows one denoising step and keeps it for the strip if it is one of about ten.
+func (p *sampleScreen) onFrame(f Frame) {
+	every := max(1, f.Steps/10)
+	if f.Step == 1 || f.Step%every == 0 || f.Step == f.Steps {
+		keep := Frame{Step: f.Step, Steps: f.Steps, T: f.T, Xt: copyImages(f.Xt.First(stripImages)), X0: copyImages(f.X0.First(stripImages))}
+		p.mu.Lock()
+		p.strip = append(p.strip, keep)
+		p.mu.Unlock()
+	}
+	a, err := p.s.renderGrid(gridSpec(f.Xt, 0, gridWidth))
+	if err == nil {
+		var b image.Image
+		if b, err = p.s.renderGrid(gridSpec(f.X0, 0, gridWidth)); err == nil {
+			p.s.setImage(p.xt, a)
+			p.s.setImage(p.x0, b)
+		}
+	}
+	caption := fmt.Sprintf("Denoising step %d/%d (t = %d). Left x_t, right the prediction x̂0.", f.Step, f.Steps, f.T)
+	p.s.do(func() {
+		p.bar.SetValue(float64(f.Step) / float64(f.Steps))
+		p.caption.SetText(caption)
+	})
+}
+
+func copyImages(im Images) Images {
+	im.Data = append([]float32(nil), im.Data...)
+	return im
+}
+
+func (p *sampleScreen) startSampling() {
+	if !p.validate() {
+		return
+	}
+	r, _ := p.selectedRun()
+	req := SampleRequest{Run: r.Dir, EMA: p.ema.Checked, Sampler: "ddpm", Seed: uint64(p.seed.int()), Count: int(p.count.int())}
+	if p.sampler.Selected == samplerDDIM {
+		req.Sampler, req.Steps, req.Eta = "ddim", int(p.steps.int()), p.eta.float()
+	}
+	ctx := p.begin()
+	p.s.say("Sampling %d images from %s (step %d)…", req.Count, r.Name, r.Step)
+	go func() {
+		res, err := p.s.backend.Sample(ctx, req, p.onFrame)
+		p.end(res, 0, err, "Sampling")
+	}()
+}
+
+func (p *sampleScreen) startInterpolation() {
+	if !p.validate() {
+		return
+	}
+	r, _ := p.selectedRun()
+	req := InterpRequest{Run: r.Dir, EMA: p.ema.Checked, Steps: int(p.steps.int()), SeedA: uint64(p.seedA.int()),
+		SeedB: uint64(p.seedB.int()), Count: int(p.icount.int())}
+	ctx := p.begin()
+	p.s.say("Interpolating between seeds %d and %d…", req.SeedA, req.SeedB)
+	go func() {
+		res, err := p.s.backend.Interpolate(ctx, req, p.onFrame)
+		p.end(res, req.Count, err, "Interpolation")
+	}()
+}
+
+func (p *sampleScreen) cancelRun() {
+	p.mu.Lock()
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.mu.Unlock()
+}
+
+// stripImage lays the kept frames out as in Fig. 6 of the paper: one row of x_t and one
+// of x̂0 per image, time running left to right.
+func (p *sampleScreen) stripImage() (image.Image, error) {
+	p.mu.Lock()
+	frames := p.strip
+	p.mu.Unlock()
+	if len(frames) == 0 {
+		return nil, errors.New("no progression was recorded")
+	}
+	first := frames[0].Xt
+	n, per := first.N, first.C*first.H*first.W
+	out := Images{N: 2 * n * len(frames), C: first.C, H: first.H, W: first.W}
+	for i := 0; i < n; i++ {
+		for _, row := range []func(Frame) Images{func(f Frame) Images { return f.Xt }, func(f Frame) Images { return f.X0 }} {
+			for _, f := range frames {
+				out.Data = append(out.Data, row(f).Data[i*per:(i+1)*per]...)
+			}
+		}
+	}
+	return p.s.renderGrid(gridSpec(out, len(frames), len(frames)*(first.W+2)))
+}
+
+// saveDialog asks for a file name and writes m there as PNG.
+func (p *sampleScreen) saveDialog(name string, m func() (image.Image, error)) {
+	d := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
+		if err != nil {
+			p.s.fail("Saving", err)
+			return
+		}
+		if w == nil {
+			return
+		}
+		go func() {
+			img, err := m()
+			if err == nil {
+				err = png.Encode(w, img)
+			}
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				p.s.fail("Saving "+w.URI().Path(), err)
+				return
+			}
+			p.s.say("Saved %s", w.URI().Path())
+		}()
+	}, p.s.win)
+	d.SetFileName(name)
+	d.SetFilter(storage.NewExtensionFileFilter([]string{".png"}))
+	d.Show()
+}
+
+func (p *sampleScreen) exportGrid() {
+	p.saveDialog("samples.png", func() (image.Image, error) {
+		p.mu.Lock()
+		res, cols := p.result, p.cols
+		p.mu.Unlock()
+		return p.s.renderGrid(gridSpec(res, cols, 0))
+	})
+}
+
+func (p *sampleScreen) exportStrip() { p.saveDialog("progression.png", p.stripImage) }
+
+// exportEach writes every sample as its own PNG into a chosen folder.
+func (p *sampleScreen) exportEach() {
+	dialog.ShowFolderOpen(func(dir fyne.ListableURI, err error) {
+		if err != nil {
+			p.s.fail("Saving images", err)
+			return
+		}
+		if dir == nil {
+			return
+		}
+		p.mu.Lock()
+		res := p.result
+		p.mu.Unlock()
+		go func() {
+			n, err := p.writeEach(dir, res)
+			if err != nil {
+				p.s.fail("Saving images", err)
+				return
+			}
+			p.s.say("Saved %d images in %s", n, dir.Path())
+		}()
+	}, p.s.win)
+}
+
+// writeEach writes res as sample-0000.png … into dir.
+func (p *sampleScreen) writeEach(dir fyne.URI, res Images) (int, error) {
+	for i := 0; i < res.N; i++ {
+		u, err := storage.Child(dir, fmt.Sprintf("sample-%04d.png", i))
+		if err != nil {
+			return i, err
+		}
+		m, err := p.s.renderGrid(plainSpec(res.Tile(i)))
+		if err != nil {
+			return i, err
+		}
+		w, err := storage.Writer(u)
+		if err != nil {
+			return i, fmt.Errorf("%s: %w", u.Path(), err)
+		}
+		err = png.Encode(w, m)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return i, fmt.Errorf("%s: %w", u.Path(), err)
+		}
+	}
+	return res.N, nil
+}
