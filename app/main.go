@@ -1,7 +1,7 @@
 // Command ddpm-studio trains Denoising Diffusion Probabilistic Models (Ho, Jain &
 // Abbeel 2020) on a folder of images and samples from them.
 //
-// With no subcommand it prints help (the window comes later). Every subcommand
+// With no subcommand it opens the window (see package ui). Every other subcommand
 // takes --json to print one JSON object with its results as the last line of
 // output, draws a progress bar when standard error is a terminal, and exits
 // non-zero with a one-line reason on error.
@@ -22,6 +22,7 @@ import (
 type cli struct {
 	JSON bool `help:"Print one JSON object with the results as the last line of output."`
 
+	GUI     guiCmd     `cmd:"" name:"gui" default:"withargs" help:"Open the window (what running with no subcommand does)."`
 	Train   trainCmd   `cmd:"" help:"Train a model on a folder of images (or mnist); resumes if RUN has a checkpoint."`
 	Sample  sampleCmd  `cmd:"" help:"Generate images with a trained run."`
 	Denoise denoiseCmd `cmd:"" help:"Show the network's ε̂ and x̂0 for x_t at step t."`
@@ -86,9 +87,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "ddpm-studio:", err)
 		return 2
-	}
-	if len(args) == 0 {
-		args = []string{"--help"}
 	}
 	kctx, err := parser.Parse(args)
 	if exit >= 0 {

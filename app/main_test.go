@@ -72,9 +72,20 @@ func tinyTrain(data, runDir string, steps string) []string {
 }
 
 func TestHelp(t *testing.T) {
-	code, out, _ := cmd(t)
-	if code != 0 || !strings.Contains(out, "train") || !strings.Contains(out, "sample") {
-		t.Fatalf("no arguments: exit %d, output %q", code, out)
+	code, out, _ := cmd(t, "--help")
+	if code != 0 || !strings.Contains(out, "train") || !strings.Contains(out, "sample") || !strings.Contains(out, "gui") {
+		t.Fatalf("--help: exit %d, output %q", code, out)
+	}
+}
+
+// TestNoDisplay: with no arguments the window opens; without a display that is a
+// one-line error that says what to do, not a crash inside the GUI toolkit.
+func TestNoDisplay(t *testing.T) {
+	t.Setenv("DISPLAY", "")
+	t.Setenv("WAYLAND_DISPLAY", "")
+	code, _, errOut := cmd(t)
+	if code != 1 || !strings.Contains(errOut, "no display") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("no display: exit %d, stderr %q", code, errOut)
 	}
 }
 

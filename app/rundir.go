@@ -14,6 +14,7 @@ import (
 type runState struct {
 	Data      string   `json:"data"`                 // dataset: a folder or "mnist" (or a description of DataFiles)
 	DataFiles []string `json:"data_files,omitempty"` // image files trained on, when not a folder
+	Preset    string   `json:"preset,omitempty"`     // the model preset the run started from
 	Schedule  string   `json:"schedule"`             // "linear" or "cosine"
 	T         int      `json:"T"`                    // diffusion steps
 	Variance  string   `json:"variance"`             // "fixedlarge" or "fixedsmall", for sampling and the bound

@@ -45,6 +45,7 @@ type trainCmd struct {
 	LogEvery          int64   `default:"10" help:"Append a line to RUN/metrics.jsonl every N steps."`
 
 	dataFiles []string                // image files to train on instead of Data (the window's dropped files)
+	preloaded *dataset.Dataset        // the data, already loaded by the window (used if size and channels fit)
 	sess      atomic.Pointer[session] // the open session, for the interrupt handler
 }
 
@@ -172,9 +173,11 @@ func (c *trainCmd) open(e *env) (*compute.Trainer, runState, *dataset.Dataset, b
 	if !resumed && c.Channels == 0 {
 		channels = 0 // gray or RGB, chosen from the data
 	}
-	ds, err := loadData(e, app.Data, app.DataFiles, cfg.Resolution, channels)
-	if err != nil {
-		return nil, app, nil, false, err
+	ds := c.preloaded
+	if ds == nil || ds.H != cfg.Resolution || (channels != 0 && ds.C != channels) {
+		if ds, err = loadData(e, app.Data, app.DataFiles, cfg.Resolution, channels); err != nil {
+			return nil, app, nil, false, err
+		}
 	}
 	if !resumed && ds.C != cfg.InChannels {
 		cfg.InChannels, cfg.OutCh = ds.C, ds.C
@@ -233,7 +236,7 @@ func (c *trainCmd) trainer() (*compute.Trainer, runState, bool, error) {
 	}
 	opt := compute.DefaultOptim()
 	opt.LR, opt.Warmup, opt.EMADecay = c.LR, c.Warmup, c.EMA
-	app := runState{Data: c.Data, DataFiles: c.dataFiles, Schedule: c.Schedule, T: c.T, Variance: "fixedlarge", Batch: c.Batch,
+	app := runState{Data: c.Data, DataFiles: c.dataFiles, Preset: c.Preset, Schedule: c.Schedule, T: c.T, Variance: "fixedlarge", Batch: c.Batch,
 		Flip: c.Hflip, Seed: c.Seed, Steps: c.Steps}
 	return compute.NewTrainer(net, opt, c.Seed), app, false, nil
 }
