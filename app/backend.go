@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -151,6 +152,9 @@ func runInfo(dir string) (ui.RunInfo, bool) {
 	}
 	var app runState
 	_ = json.Unmarshal(st.Extra, &app) // an imported run has none
+	if app.Preset == "" {
+		app.Preset = presetOf(st.Config)
+	}
 	r := ui.RunInfo{Dir: dir, Name: filepath.Base(dir), Step: st.Step, Preset: app.Preset, Size: st.Config.Resolution,
 		Channels: st.Config.InChannels, Data: app.Data}
 	if info, err := os.Stat(ckpt); err == nil {
@@ -159,6 +163,22 @@ func runInfo(dir string) (ui.RunInfo, bool) {
 	r.Settings = ui.TrainRequest{Run: dir, Preset: app.Preset, Size: st.Config.Resolution, Batch: app.Batch,
 		LR: st.Optim.LR, Steps: app.Steps, EMA: st.Optim.EMADecay, Schedule: app.Schedule}
 	return r, true
+}
+
+// presetOf names the preset a configuration was made from (runs older than the preset
+// field, and imported ones), or "" if none matches.
+func presetOf(c compute.Config) string {
+	for _, name := range compute.PresetNames() {
+		p, err := compute.PresetConfig(name)
+		if err != nil {
+			continue
+		}
+		p.Resolution, p.InChannels, p.OutCh = c.Resolution, c.InChannels, c.OutCh // size and channels follow the data
+		if reflect.DeepEqual(p, c) {
+			return name
+		}
+	}
+	return ""
 }
 
 // Gallery lists the sample grids of a run (RUN/samples/step-N.png), newest first.

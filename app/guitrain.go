@@ -47,10 +47,13 @@ func (b *backend) StartTraining(req ui.TrainRequest) (ui.Training, error) {
 		Data: req.Data.Folder, RunDir: req.Run, dataFiles: req.Data.Files,
 		modelFlags: modelFlags{Preset: req.Preset, ImageSize: req.Size},
 		Steps:      req.Steps, Batch: req.Batch, LR: req.LR, Warmup: 500, EMA: req.EMA, Schedule: req.Schedule, T: 1000,
-		CheckpointEvery: 500, CheckpointMinutes: 10, LogEvery: 10,
+		CheckpointEvery: 500, CheckpointMinutes: 10, LogEvery: 1, // every step, for the loss curve on resume
 	}
 	if c.Schedule == "" {
 		c.Schedule = "linear"
+	}
+	if c.Batch == 0 { // resuming: the run's own batch size is used anyway
+		c.Batch = 64
 	}
 	if c.Preset == "" {
 		c.Preset = "mnist"
@@ -168,7 +171,7 @@ func (g *guiTraining) run() {
 	if s.resumed && s.tr.Step > 0 {
 		verb = fmt.Sprintf("Resuming at step %d a", s.tr.Step)
 	}
-	msg := fmt.Sprintf("%s %s model (%d parameters, %s) on %d images, batch %d, up to step %d.", verb, orDefault(s.app.Preset, "custom"),
+	msg := fmt.Sprintf("%s %s model (%d parameters, %s) on %d images, batch %d, up to step %d.", verb, orDefault(orDefault(s.app.Preset, presetOf(cfg)), "custom"),
 		s.tr.Net.NumParams(), cfg, s.ds.N, s.app.Batch, s.app.Steps)
 	fmt.Fprintln(g.log, msg)
 	g.event(ui.TrainEvent{Kind: ui.EventStarted, Message: msg, History: lossHistory(s.cmd.RunDir, s.tr.Step)})

@@ -44,7 +44,7 @@ func newDatasetScreen(s *Studio) *datasetScreen {
 	d.summary = widget.NewLabel("")
 	d.progress = widget.NewProgressBar()
 	d.progress.Hide()
-	d.thumbs = newView(640, 90, false)
+	d.thumbs = newView(960, 124, false)
 	d.skipHead = widget.NewLabel("")
 	d.skipped = widget.NewList(
 		func() int { d.mu.Lock(); defer d.mu.Unlock(); return len(d.skipRow) },

@@ -115,6 +115,7 @@ func newTrainScreen(s *Studio) *trainScreen {
 	left := container.NewVBox(form, t.dataLabel, container.NewGridWithColumns(3, t.start, t.pause, t.stop), t.formErr)
 
 	t.stats = widget.NewLabel("Not started.")
+	t.stats.Wrapping = fyne.TextWrapWord
 	t.bar = widget.NewProgressBar()
 	t.plot = newView(560, 230, true)
 	t.xt = newView(220, 220, false)
@@ -234,7 +235,9 @@ func (t *trainScreen) runChanged() {
 		return
 	}
 	r, ok := t.selectedRun()
-	model := []fyne.Disableable{t.preset, t.size.entry, t.schedule}
+	// A resumed run keeps its model, schedule, batch and optimizer: only Steps and the
+	// preview interval can change.
+	model := []fyne.Disableable{t.preset, t.size.entry, t.schedule, t.batch.entry, t.lr.entry, t.ema.entry}
 	if !ok {
 		for _, w := range model {
 			w.Enable()
@@ -358,7 +361,7 @@ func (t *trainScreen) pump(tr Training) {
 			replot := time.Since(t.lastPlot) >= plotEvery
 			t.mu.Unlock()
 			t.lastStep.Store(ev.Step)
-			t.showStats(ev)
+			t.showStats(ev, "")
 			if replot {
 				t.redrawPlot()
 			}
@@ -375,8 +378,11 @@ func (t *trainScreen) pump(tr Training) {
 			t.s.say("Training resumed.")
 		case EventDone:
 			t.redrawPlot()
-			if last.Kind == EventStep || ev.Step > 0 {
-				t.showStats(ev)
+			if last.Kind == EventStep {
+				t.showStats(last, "stopped")
+				if last.Step >= last.Steps {
+					t.showStats(last, "finished")
+				}
 			}
 			t.s.say("%s", ev.Message)
 		case EventError:
@@ -399,19 +405,21 @@ func (t *trainScreen) pump(tr Training) {
 	})
 }
 
-// showStats shows step, loss, speed, elapsed time and ETA.
-func (t *trainScreen) showStats(ev TrainEvent) {
+// showStats shows step, loss, speed, elapsed time and ETA (or, at the end, state
+// instead of the ETA).
+func (t *trainScreen) showStats(ev TrainEvent, state string) {
 	t.mu.Lock()
 	done := ev.Step - t.startStep
 	t.mu.Unlock()
-	eta := "—"
-	if done > 0 && ev.Elapsed > 0 && ev.Steps > ev.Step {
+	eta := "ETA —"
+	switch {
+	case state != "":
+		eta = state
+	case done > 0 && ev.Elapsed > 0 && ev.Steps > ev.Step:
 		rate := float64(done) / ev.Elapsed.Seconds()
-		eta = (time.Duration(float64(ev.Steps-ev.Step)/rate) * time.Second).Round(time.Second).String()
-	} else if ev.Steps <= ev.Step {
-		eta = "done"
+		eta = "ETA " + (time.Duration(float64(ev.Steps-ev.Step)/rate) * time.Second).Round(time.Second).String()
 	}
-	text := fmt.Sprintf("Step %d / %d   ·   loss %.4f   ·   %.2f steps/s   ·   %.1f images/s   ·   elapsed %s   ·   ETA %s",
+	text := fmt.Sprintf("Step %d / %d  ·  loss %.4f  ·  %.2f steps/s  ·  %.1f images/s  ·  elapsed %s  ·  %s",
 		ev.Step, ev.Steps, ev.Loss, ev.StepsPerSec, ev.ImagesPerSec, ev.Elapsed.Round(time.Second), eta)
 	frac := 0.0
 	if ev.Steps > 0 {

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/ui"
+)
+
+// drain collects a training's events until it ends, calling on for each.
+func drain(t *testing.T, tr ui.Training, on func(ui.TrainEvent)) []ui.TrainEvent {
+	t.Helper()
+	var evs []ui.TrainEvent
+	timeout := time.After(3 * time.Minute)
+	for {
+		select {
+		case ev, ok := <-tr.Events():
+			if !ok {
+				return evs
+			}
+			evs = append(evs, ev)
+			if on != nil {
+				on(ev)
+			}
+		case <-timeout:
+			t.Fatal("training did not end")
+		}
+	}
+}
+
+func count(evs []ui.TrainEvent, k ui.EventKind) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBackendTrainStopResume drives the window's backend with the real engine: a new
+// run on a dropped set of files trains with previews, pauses, resumes and stops (saving a
+// checkpoint of the last finished step), shows up in Runs, and continues where it stopped.
+func TestBackendTrainStopResume(t *testing.T) {
+	data := imageFolder(t, 4)
+	files, _ := filepath.Glob(filepath.Join(data, "img*.png"))
+	b := newBackend(t.TempDir(), io.Discard)
+	info, err := b.LoadDataset(context.Background(), ui.DataSpec{Files: files}, 16, func(int, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Count != 4 || info.Channels != 1 || info.Size != 16 || info.Thumbs.N != 4 {
+		t.Fatalf("dataset info %+v", info)
+	}
+	run := filepath.Join(b.runsDir, "files-tiny")
+	req := ui.TrainRequest{Run: run, Data: info.Spec, Preset: "tiny", Size: 16, Batch: 2, LR: 1e-3, Steps: 1000,
+		EMA: 0.999, Schedule: "linear", PreviewEvery: 3}
+	tr, err := b.StartTraining(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stopAsked time.Time
+	paused := false
+	evs := drain(t, tr, func(ev ui.TrainEvent) {
+		switch {
+		case ev.Kind == ui.EventStep && ev.Step == 4 && !paused:
+			tr.Pause()
+		case ev.Kind == ui.EventPaused:
+			paused = true
+			tr.Resume()
+		case ev.Kind == ui.EventStep && ev.Step == 7:
+			stopAsked = time.Now()
+			tr.Stop()
+		}
+	})
+	last := evs[len(evs)-1]
+	if last.Kind != ui.EventDone {
+		t.Fatalf("last event %+v, want Done", last)
+	}
+	t.Logf("stopped %v after Stop; %d events", time.Since(stopAsked), len(evs))
+	if evs[0].Kind != ui.EventStarted || count(evs, ui.EventPaused) != 1 || count(evs, ui.EventResumed) != 1 {
+		t.Errorf("events: started %v, paused %d, resumed %d", evs[0].Kind, count(evs, ui.EventPaused), count(evs, ui.EventResumed))
+	}
+	// Previews after step 1 and at step 3 and 6, each with every DDIM step shown.
+	if n := count(evs, ui.EventPreview); n != 3*previewSteps {
+		t.Errorf("%d preview frames, want %d", n, 3*previewSteps)
+	}
+	for _, ev := range evs {
+		if ev.Kind == ui.EventPreview {
+			f := ev.Frame
+			if f.Xt.N != previewImages || f.Xt.H != 16 || len(f.Xt.Data) != previewImages*16*16 || len(f.X0.Data) != len(f.Xt.Data) {
+				t.Fatalf("preview frame %d/%d: %d images of %d×%d, %d values", f.Step, f.Steps, f.Xt.N, f.Xt.H, f.Xt.W, len(f.Xt.Data))
+			}
+		}
+		if ev.Kind == ui.EventStep && (math.IsNaN(ev.Loss) || ev.ImagesPerSec <= 0) {
+			t.Errorf("step event %+v", ev)
+		}
+	}
+	steps := count(evs, ui.EventStep)
+	st, err := compute.ReadState(compute.LatestCheckpoint(run))
+	if err != nil || st.Step != int64(steps) || steps < 7 {
+		t.Fatalf("checkpoint at step %d (%v) after %d step events", st.Step, err, steps)
+	}
+
+	runs, err := b.Runs()
+	if err != nil || len(runs) != 1 || runs[0].Step != st.Step || runs[0].Preset != "tiny" || runs[0].Settings.Batch != 2 {
+		t.Fatalf("runs %+v, %v", runs, err)
+	}
+
+	// Resume: the history comes back and training continues from the checkpoint.
+	req.Steps = st.Step + 2
+	tr, err = b.StartTraining(ui.TrainRequest{Run: run, Steps: req.Steps, PreviewEvery: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs = drain(t, tr, nil)
+	if evs[0].Step != st.Step || len(evs[0].History) == 0 || evs[0].History[len(evs[0].History)-1].Step != st.Step {
+		t.Errorf("resumed start %+v", evs[0])
+	}
+	if evs[len(evs)-1].Kind != ui.EventDone || count(evs, ui.EventStep) != 2 {
+		t.Errorf("resumed run: %d steps, last %+v", count(evs, ui.EventStep), evs[len(evs)-1])
+	}
+	items, err := b.Gallery(run)
+	if err != nil || len(items) != 1 || items[0].Step != req.Steps {
+		t.Errorf("gallery %+v, %v: want the grid of the finished run", items, err)
+	}
+
+	// Sampling and interpolation from the run, with every step reported.
+	frames := 0
+	im, err := b.Sample(context.Background(), ui.SampleRequest{Run: run, EMA: true, Sampler: "ddim", Steps: 5, Seed: 3, Count: 3},
+		func(f ui.Frame) { frames++ })
+	if err != nil || im.N != 3 || im.C != 1 || im.H != 16 || frames != 5 {
+		t.Fatalf("sample: %d images of %d×%d×%d, %d frames, %v", im.N, im.C, im.H, im.W, frames, err)
+	}
+	im, err = b.Interpolate(context.Background(), ui.InterpRequest{Run: run, EMA: true, Steps: 4, SeedA: 1, SeedB: 2, Count: 5}, func(ui.Frame) {})
+	if err != nil || im.N != 5 {
+		t.Fatalf("interpolate: %d images, %v", im.N, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Sample(ctx, ui.SampleRequest{Run: run, Sampler: "ddpm", Count: 2, Seed: 1}, func(ui.Frame) {}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled sampling: %v", err)
+	}
+}
+
+// TestBackendErrors: bad folders, missing runs and NaN losses come back as errors in words.
+func TestBackendErrors(t *testing.T) {
+	b := newBackend(t.TempDir(), io.Discard)
+	empty := t.TempDir()
+	if _, err := b.LoadDataset(context.Background(), ui.DataSpec{Folder: empty}, 16, func(int, int) {}); err == nil {
+		t.Error("empty folder: no error")
+	}
+	if _, err := b.LoadDataset(context.Background(), ui.DataSpec{Folder: filepath.Join(empty, "nope")}, 16, func(int, int) {}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing folder: %v", err)
+	}
+	if _, err := b.Sample(context.Background(), ui.SampleRequest{Run: filepath.Join(empty, "nope"), Count: 1}, func(ui.Frame) {}); err == nil {
+		t.Error("missing run: no error")
+	}
+	// A learning rate this large overflows within a few steps: the loss turns NaN and the
+	// training reports it instead of going on.
+	tr, err := b.StartTraining(ui.TrainRequest{Run: filepath.Join(b.runsDir, "nan"), Data: ui.DataSpec{Folder: imageFolder(t, 2)},
+		Preset: "tiny", Size: 16, Batch: 2, LR: 1e30, Steps: 50, EMA: 0.9, Schedule: "linear"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := drain(t, tr, nil)
+	last := evs[len(evs)-1]
+	if last.Kind != ui.EventError || last.Err == nil {
+		t.Fatalf("last event %+v, want an error", last)
+	}
+	t.Logf("error: %v", last.Err)
+}
+
+func TestSlerp(t *testing.T) {
+	a, b := []float32{1, 0}, []float32{0, 1}
+	mid := slerp(a, b, 0.5)
+	if math.Abs(float64(mid[0])-math.Sqrt(0.5)) > 1e-6 || math.Abs(float64(mid[1])-math.Sqrt(0.5)) > 1e-6 {
+		t.Errorf("slerp halfway between unit axes: %v, want (√½, √½)", mid)
+	}
+	if e := slerp(a, b, 1); e[0] != 0 || math.Abs(float64(e[1])-1) > 1e-7 {
+		t.Errorf("slerp at 1: %v", e)
+	}
+	if same := slerp(a, a, 0.3); same[0] != 1 || same[1] != 0 {
+		t.Errorf("slerp of equal vectors: %v", same)
+	}
+}
