@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +190,21 @@ func TestSlerp(t *testing.T) {
 	}
 	if same := slerp(a, a, 0.3); same[0] != 1 || same[1] != 0 {
 		t.Errorf("slerp of equal vectors: %v", same)
+	}
+}
+
+func TestCheckMemory(t *testing.T) {
+	if err := checkMemory(1e9, 4e9, "m", 64); err != nil {
+		t.Errorf("1 of 4 GB: %v", err)
+	}
+	if err := checkMemory(5e9, 0, "m", 64); err != nil {
+		t.Errorf("unknown memory: %v", err)
+	}
+	err := checkMemory(5e9, 4e9, "celebahq256", 64)
+	if err == nil || !strings.Contains(err.Error(), "5.0 GB") || !strings.Contains(err.Error(), "4.0 GB") || !strings.Contains(err.Error(), "lower the batch size") {
+		t.Errorf("5 of 4 GB: %v", err)
+	}
+	if memAvailable() <= 0 {
+		t.Error("no MemAvailable in /proc/meminfo")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
@@ -58,6 +59,13 @@ func (c *trainCmd) openSession(e *env) (*session, error) {
 		}
 	}
 	s.rng = rand.New(s.pcg)
+	need, err := tr.Prepare(app.Batch)
+	if err != nil {
+		return fail(err)
+	}
+	if err := checkMemory(need, memAvailable(), s.tr.Net.Config.String(), app.Batch); err != nil {
+		return fail(err)
+	}
 	if err := trimMetrics(filepath.Join(c.RunDir, "metrics.jsonl"), tr.Step); err != nil {
 		return fail(err)
 	}
@@ -151,4 +159,32 @@ func (s *session) finish() (string, error) {
 		return latest, nil
 	}
 	return s.save()
+}
+
+// checkMemory refuses to train when a step needs more memory than is available (running
+// out of memory would end the process with no checkpoint and no explanation).
+func checkMemory(need, avail int64, model string, batch int) error {
+	if avail <= 0 || need <= avail*9/10 {
+		return nil
+	}
+	return fmt.Errorf("training %s at batch %d needs about %.1f GB of memory, and %.1f GB is available: lower the batch size or choose a smaller model",
+		model, batch, float64(need)/1e9, float64(avail)/1e9)
+}
+
+// memAvailable is the memory the kernel says can be used without swapping (MemAvailable
+// in /proc/meminfo), or 0 where that is unknown.
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return 0
 }

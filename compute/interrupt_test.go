@@ -96,3 +96,35 @@ func TestInterruptLeavesStateUntouched(t *testing.T) {
 		t.Fatal("dropout streams differ")
 	}
 }
+
+// TestPrepareEstimate: the memory estimate covers at least the activations a forward pass
+// must hold (input, output and the parameters) and grows with the batch as the
+// activations do.
+func TestPrepareEstimate(t *testing.T) {
+	tr := NewTrainer(tinyNet(t, 0), DefaultOptim(), 0)
+	defer tr.Close()
+	b1, err := tr.Prepare(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b8, err := tr.Prepare(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := int64(4 * tr.Net.NumParams())
+	// The fixed part: parameters (in the graph, and their gradients), Adam's two moments and the EMA.
+	perImage := (b8 - b1) / 7
+	fixed := b1 - perImage
+	t.Logf("estimate: %d bytes fixed (%.1f× the parameters), %d per image", fixed, float64(fixed)/float64(params), perImage)
+	if fixed < 5*params || fixed > 7*params {
+		t.Errorf("fixed part %d bytes, want about 5–7× the %d bytes of parameters", fixed, params)
+	}
+	// Each image's activations at least include its 16×16 input, output, noise and the
+	// first convolution's 32 channels, forward and backward.
+	if minimum := int64(4 * 16 * 16 * (3 + 2*32)); perImage < minimum {
+		t.Errorf("%d bytes per image, less than %d", perImage, minimum)
+	}
+	if (b8-b1)%7 != 0 {
+		t.Errorf("estimate not linear in the batch: %d, %d", b1, b8)
+	}
+}

@@ -83,6 +83,36 @@ func (o OptimConfig) EMADecayAt(step int64) float64 {
 	return math.Min(o.EMADecay, float64(1+step)/float64(10+step))
 }
 
+// Prepare builds (once) the training graph for batches of n and estimates the memory a
+// training step needs: the bytes of every value in the graph, activations and gradients
+// (the tape machine keeps them all alive between steps), the parameters' copies, Adam's
+// moments and the EMA. Callers compare it with the memory available before the first
+// step, since running out of memory cannot be recovered from.
+func (t *Trainer) Prepare(n int) (int64, error) {
+	f, err := t.graph(n)
+	if err != nil {
+		return 0, err
+	}
+	var bytes int64
+	for _, node := range f.g.AllNodes() {
+		bytes += 4 * int64(node.Shape().TotalSize())
+	}
+	return bytes + 3*4*int64(t.Net.NumParams()), nil
+}
+
+// graph returns the training graph for batches of n, building it the first time.
+func (t *Trainer) graph(n int) (*forward, error) {
+	if f, ok := t.train[n]; ok {
+		return f, nil
+	}
+	f, err := t.Net.build(n, true, &t.stop)
+	if err != nil {
+		return nil, err
+	}
+	t.train[n] = f
+	return f, nil
+}
+
 // TrainStep takes one Adam step on mean((eps − ε̂(x_t, t))²).
 func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusion.Shape) (diffusion.StepStats, error) {
 	net := t.Net
@@ -92,13 +122,9 @@ func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusi
 	if len(eps) != len(xt) {
 		return diffusion.StepStats{}, fmt.Errorf("eps has %d values, x_t %d", len(eps), len(xt))
 	}
-	f, ok := t.train[shape.N]
-	if !ok {
-		var err error
-		if f, err = net.build(shape.N, true, &t.stop); err != nil {
-			return diffusion.StepStats{}, err
-		}
-		t.train[shape.N] = f
+	f, err := t.graph(shape.N)
+	if err != nil {
+		return diffusion.StepStats{}, err
 	}
 	copy(backing(f.eps), eps)
 	rngBefore := *t.rng
