@@ -41,6 +41,11 @@ type guiReport struct {
 	Scale    float32            `json:"scale"` // window pixels per Fyne unit
 	Regions  map[string]ui.Rect `json:"regions"`
 	Step     int64              `json:"step"`
+	// The longest the UI goroutine took to run a queued function while training and
+	// previews ran (probed every 20 ms from the first step on): how long a frame could
+	// have been held up.
+	MaxUILatencyMS float64 `json:"max_ui_latency_ms"`
+	UIProbes       int     `json:"ui_probes"`
 }
 
 // runsDir is the default folder for runs.
@@ -158,6 +163,27 @@ func (c *guiCmd) Run(e *env) error {
 // report waits until the loss curve and a preview have been drawn a few times, then
 // writes where they are on the screen.
 func (c *guiCmd) report(s *ui.Studio) {
+	var worst time.Duration
+	probes := 0
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			t0 := time.Now()
+			var step int64
+			fyne.DoAndWait(func() { step = s.Stats().Step })
+			if step > 0 { // from the first training step on; start-up is not measured
+				worst = max(worst, time.Since(t0))
+				probes++
+			}
+		}
+	}()
 	for {
 		time.Sleep(500 * time.Millisecond)
 		var rep guiReport
@@ -171,6 +197,9 @@ func (c *guiCmd) report(s *ui.Studio) {
 			continue
 		}
 		time.Sleep(300 * time.Millisecond) // let the last frame reach the screen
+		close(stop)
+		<-done
+		rep.MaxUILatencyMS, rep.UIProbes = float64(worst.Microseconds())/1000, probes
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := atomicfile.WriteFile(c.Report, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
 			fmt.Fprintf(os.Stderr, "report: %v\n", err)

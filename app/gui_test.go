@@ -83,7 +83,7 @@ func TestWindowTrains(t *testing.T) {
 			t.Fatalf("no report after 3 minutes:\n%s", out.String())
 		}
 	}
-	t.Logf("renderer %s, scale %g, at step %d", rep.Renderer, rep.Scale, rep.Step)
+	t.Logf("renderer %s, scale %g, at step %d; UI goroutine: longest wait %.1f ms in %d probes", rep.Renderer, rep.Scale, rep.Step, rep.MaxUILatencyMS, rep.UIProbes)
 
 	shot := filepath.Join(dir, "window.png")
 	if b, err := exec.Command("import", "-window", "DDPM Studio", shot).CombinedOutput(); err != nil {

@@ -35,6 +35,7 @@ type guiTraining struct {
 	preview      *compute.UNet // the EMA weights (shared, so always current)
 	previewNoise []float32
 	saved        chan struct{} // closed once the final checkpoint is written (or failed)
+	stopAsked    time.Time     // when Stop was called (set once, before stop is closed)
 }
 
 // StartTraining opens the run (resuming it if it has a checkpoint), loads its data and
@@ -123,6 +124,7 @@ func (g *guiTraining) send(pause bool) {
 // Stop abandons the step in flight (its work is redone on resume), saves and ends.
 func (g *guiTraining) Stop() {
 	g.once.Do(func() {
+		g.stopAsked = time.Now()
 		close(g.stop)
 		g.sess.tr.Interrupt()
 	})
@@ -227,7 +229,11 @@ func (g *guiTraining) run() {
 		g.sampleGrid()
 		msg = fmt.Sprintf("Finished: step %d; checkpoint saved: %s", s.tr.Step, path)
 	}
-	fmt.Fprintln(g.log, msg)
+	if g.stopped() {
+		fmt.Fprintf(g.log, "%s (%.2f s after Stop)\n", msg, time.Since(g.stopAsked).Seconds())
+	} else {
+		fmt.Fprintln(g.log, msg)
+	}
 	g.event(ui.TrainEvent{Kind: ui.EventDone, Message: msg, Elapsed: elapsed})
 }
 
