@@ -45,7 +45,6 @@ type Options struct {
 	Batch        int      // initial batch (64 if 0)
 	PreviewEvery int64    // initial preview interval (100 if 0)
 	Autostart    bool     // start training as soon as the dataset is loaded
-	OnReady      func()   // called (on the UI goroutine) when the first dataset is loaded
 	BeforeClose  func()   // called on the UI goroutine just before the window closes
 
 	// Do runs a function on the UI goroutine without waiting; fyne.Do if nil. Tests give
@@ -126,15 +125,12 @@ func New(win fyne.Window, b Backend, r shaders.Renderer, opts Options) *Studio {
 	win.SetContent(container.NewBorder(nil, container.NewBorder(nil, nil, nil, s.rname, s.status), nil, nil, s.tabs))
 	win.SetOnDropped(s.Dropped)
 	win.SetCloseIntercept(s.closeWindow)
-	s.data.whenLoaded(func(DatasetInfo) {
-		if opts.OnReady != nil {
-			opts.OnReady()
-		}
-		if opts.Autostart {
+	if opts.Autostart {
+		s.data.whenLoaded(func(DatasetInfo) {
 			s.Show("Train")
 			s.train.startTraining()
-		}
-	})
+		})
+	}
 	s.data.load(opts.Data)
 	return s
 }
@@ -147,14 +143,12 @@ func (s *Studio) Renderer() shaders.Renderer {
 }
 
 // SetRenderer switches to r (the application starts with the CPU renderer and switches
-// to OpenGL once the window's driver is running). It returns the previous renderer.
-func (s *Studio) SetRenderer(r shaders.Renderer) shaders.Renderer {
+// to OpenGL once the window's driver is running).
+func (s *Studio) SetRenderer(r shaders.Renderer) {
 	s.mu.Lock()
-	old := s.render
 	s.render = r
 	s.mu.Unlock()
 	s.setRendererLabel()
-	return old
 }
 
 // Shutdown switches back to the CPU renderer without touching any widget, for when the
@@ -169,9 +163,6 @@ func (s *Studio) setRendererLabel() {
 	name := s.Renderer().Name()
 	s.do(func() { s.rname.SetText("Rendering: " + name) })
 }
-
-// Tabs returns the tab container (for tests and the application's screenshots).
-func (s *Studio) Tabs() *container.AppTabs { return s.tabs }
 
 // Show selects the screen with the given tab title.
 func (s *Studio) Show(title string) {
