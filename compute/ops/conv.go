@@ -248,19 +248,38 @@ func forChunks[T float](p convPlan, f func(worker, n0, n1 int, col, tmp []T)) {
 // images returns images [n0, n1) of a [N, c, ohw] tensor as one slice.
 func images[T float](t []T, c, ohw, n0, n1 int) []T { return t[n0*c*ohw : n1*c*ohw] }
 
+// pointwise reports a 1×1 convolution with stride 1 and no padding: per image, a plain
+// product of w [cout, cin] with the image [cin, pixels], with no column matrix to build.
+func (p convPlan) pointwise() bool { return p.k == 1 && p.stride == 1 && p.Pads == (Pads{}) }
+
+// addBias adds b[c] to every pixel of each channel c of out [cout, ohw].
+func addBias[T float](out, b []T, ohw int) {
+	for co, bc := range b {
+		for i := range out[co*ohw : (co+1)*ohw] {
+			out[co*ohw+i] += bc
+		}
+	}
+}
+
 // convForward computes y = conv(x, w) + b.
 func convForward[T float](p convPlan, x, w, b, y []T) {
+	if p.pointwise() {
+		parallelFor(p.n, func(lo, hi int) {
+			for n := lo; n < hi; n++ {
+				out := images(y, p.cout, p.ohw, n, n+1)
+				gemmSerial(false, false, p.cout, p.ohw, p.cin, 1, w, p.cin, images(x, p.cin, p.ohw, n, n+1), p.ohw, 0, out, p.ohw)
+				addBias(out, b, p.ohw)
+			}
+		})
+		return
+	}
 	forChunks(p, func(_, n0, n1 int, col, tmp []T) {
 		cols := (n1 - n0) * p.ohw
 		im2col(p, x, col, n0, n1)
 		out := images(y, p.cout, p.ohw, n0, n1)
 		if n1-n0 == 1 { // [cout, ohw] is the image's own layout
 			gemmSerial(false, false, p.cout, cols, p.kk, 1, w, p.kk, col, cols, 0, out, cols)
-			for co := range p.cout {
-				for i := range out[co*cols : (co+1)*cols] {
-					out[co*cols+i] += b[co]
-				}
-			}
+			addBias(out, b, cols)
 			return
 		}
 		gemmSerial(false, false, p.cout, cols, p.kk, 1, w, p.kk, col, cols, 0, tmp, cols)
@@ -306,6 +325,13 @@ func convGradW[T float](p convPlan, x, dy, dw []T) {
 			clear(acc)
 			partial[wk] = acc
 		}
+		if p.pointwise() { // acc += dy_n · x_nᵀ per image
+			for n := n0; n < n1; n++ {
+				gemmSerial(false, true, p.cout, p.cin, p.ohw, 1, images(dy, p.cout, p.ohw, n, n+1), p.ohw,
+					images(x, p.cin, p.ohw, n, n+1), p.ohw, 1, acc, p.cin)
+			}
+			return
+		}
 		cols := (n1 - n0) * p.ohw
 		im2col(p, x, col, n0, n1)
 		dyT := dyColumns(p, dy, tmp, n0, n1)
@@ -324,6 +350,15 @@ func convGradW[T float](p convPlan, x, dy, dw []T) {
 
 // convGradX computes dx = col2im(wᵀ · dyT).
 func convGradX[T float](p convPlan, w, dy, dx []T) {
+	if p.pointwise() { // dx_n = wᵀ · dy_n per image
+		parallelFor(p.n, func(lo, hi int) {
+			for n := lo; n < hi; n++ {
+				gemmSerial(true, false, p.cin, p.ohw, p.cout, 1, w, p.cin, images(dy, p.cout, p.ohw, n, n+1), p.ohw,
+					0, images(dx, p.cin, p.ohw, n, n+1), p.ohw)
+			}
+		})
+		return
+	}
 	clear(dx)
 	forChunks(p, func(_, n0, n1 int, col, tmp []T) {
 		cols := (n1 - n0) * p.ohw

@@ -4,12 +4,7 @@
 #pragma GCC optimize("O3")
 #include <string.h>
 #include "conv_kernels.h"
-
-#if defined(__x86_64__)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
+#include "kernels_math.h"
 
 CLONES void im2col_f32(float *restrict col, const float *restrict x, const struct conv_geom *g, long n0, long n1) {
 	long cols = (n1 - n0) * g->ohw, kk = g->cin * g->k * g->k;

@@ -51,6 +51,8 @@ func TestConv2d(t *testing.T) {
 		{"downsample_odd", []int{2, 3, 7, 7}, 4, 3, 2, 0, 1, 0, 1},
 		{"downsample_even", []int{3, 4, 8, 8}, 4, 3, 2, 0, 1, 0, 1},
 		{"1x1", []int{2, 6, 5, 4}, 3, 1, 1, 0, 0, 0, 0},
+		{"1x1_chunks", []int{5, 4, 12, 12}, 3, 1, 1, 0, 0, 0, 0},
+		{"1x1_padded", []int{2, 3, 4, 4}, 2, 1, 1, 1, 0, 0, 1}, // not pointwise: through the column matrix
 		{"asymmetric", []int{1, 2, 5, 6}, 3, 3, 1, 2, 0, 1, 3},
 		{"one_image_chunks", []int{3, 2, 24, 24}, 3, 3, 1, 1, 1, 1, 1}, // 576 pixels: a chunk per image
 		{"uneven_chunks", []int{5, 2, 12, 12}, 3, 3, 1, 1, 1, 1, 1},    // 144 pixels: chunks of 4 and 1

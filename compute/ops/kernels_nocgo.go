@@ -20,3 +20,9 @@ func gnDxC(dx, x, gamma, beta, dy, st []float32, d gnDims, act bool, lo, hi int)
 func im2colC(p convPlan, x, col []float32, n0, n1 int) { panic("no C kernels") }
 
 func col2imC(p convPlan, col, dx []float32, n0, n1 int) { panic("no C kernels") }
+
+func softmaxRowsC(y, x []float32, w int, scale float64, lo, hi int) { panic("no C kernels") }
+
+func softmaxGradRowsC(dx, y, dy []float32, w int, scale float64, lo, hi int) {
+	panic("no C kernels")
+}

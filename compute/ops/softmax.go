@@ -40,6 +40,11 @@ func rowLen(op gorgonia.Op, s tensor.Shape) (int, error) {
 }
 
 func softmaxRows[T float](y, x []T, w int, scale float64) {
+	if y32, ok := any(y).([]float32); ok && cKernels {
+		x32 := any(x).([]float32)
+		parallelFor(len(x)/w, func(lo, hi int) { softmaxRowsC(y32, x32, w, scale, lo, hi) })
+		return
+	}
 	fast := fastMath[T]()
 	parallelFor(len(x)/w, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -69,6 +74,11 @@ func softmaxRows[T float](y, x []T, w int, scale float64) {
 
 // softmaxGradRows writes dx = scale · y ⊙ (dy − Σ y ⊙ dy), the sum over each row.
 func softmaxGradRows[T float](dx, y, dy []T, w int, scale float64) {
+	if dx32, ok := any(dx).([]float32); ok && cKernels {
+		y32, dy32 := any(y).([]float32), any(dy).([]float32)
+		parallelFor(len(y)/w, func(lo, hi int) { softmaxGradRowsC(dx32, y32, dy32, w, scale, lo, hi) })
+		return
+	}
 	parallelFor(len(y)/w, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			yr, dyr, dxr := y[r*w:][:w], dy[r*w:][:w], dx[r*w:][:w]
