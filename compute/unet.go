@@ -104,9 +104,9 @@ func (b *builder) attnBlock(name string, x *G.Node, c int) *G.Node {
 	q = b.reshape(q, n, c, hw)
 	k = b.reshape(k, n, c, hw)
 	v = b.reshape(v, n, c, hw)
-	w := b.must(G.BatchedMatMul(q, k, true, false))     // w[n,i,j] = Σ_c q[n,c,i] k[n,c,j]
+	w := b.must(ops.BatchedMatMul(q, k, true, false))   // w[n,i,j] = Σ_c q[n,c,i] k[n,c,j]
 	w = b.must(ops.Softmax(w, 1/math.Sqrt(float64(c)))) // of w·C^−½, over j
-	h = b.must(G.BatchedMatMul(v, w, false, true))      // h[n,c,i] = Σ_j v[n,c,j] w[n,i,j]
+	h = b.must(ops.BatchedMatMul(v, w, false, true))    // h[n,c,i] = Σ_j v[n,c,j] w[n,i,j]
 	b.flops += 2 * 2 * float64(n*hw*hw*c)               // the two products
 	h = b.reshape(h, s...)
 	h = b.convInit(name+".proj_out", h, c, c, 1, 1, same(0), 0)
