@@ -18,10 +18,10 @@ shot() { import -window "DDPM Studio" "docs/$1.png"; }
 
 shot screen-dataset
 click 104 21                  # Train
-click 388 61; click 220 134   # the run
-click 110 452 45              # Start; wait for a preview
+click 250 61; click 220 134   # the run
+click 66 510 45               # Start; wait for a preview
 shot screen-train
-click 549 452 3               # Stop (saves a checkpoint)
+click 320 510 3               # Stop (saves a checkpoint)
 click 167 21                  # Sample
 click 98 370 20               # Sample (DDIM 50, 16 images)
 shot screen-sample

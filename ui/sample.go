@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/png"
 	"sync"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
@@ -44,6 +45,7 @@ type sampleScreen struct {
 
 	mu     sync.Mutex
 	runs   []RunInfo
+	drawn  time.Time // when the last frame was drawn
 	cancel context.CancelFunc
 	result Images  // the last finished samples
 	cols   int     // columns of the result grid
@@ -241,14 +243,26 @@ func (p *sampleScreen) end(res Images, cols int, err error, what string) {
 	}
 }
 
-// onFrame shows one denoising step and keeps it for the strip if it is one of about ten.
+// frameEvery is the least time between two frames drawn while sampling: faster than the
+// eye needs, and a DDPM run of 1000 steps does not spend its time drawing.
+const frameEvery = 40 * time.Millisecond
+
+// onFrame shows one denoising step (at most one per frameEvery, and always the last) and
+// keeps it for the strip if it is one of about ten.
 func (p *sampleScreen) onFrame(f Frame) {
 	every := max(1, f.Steps/10)
+	p.mu.Lock()
 	if f.Step == 1 || f.Step%every == 0 || f.Step == f.Steps {
 		keep := Frame{Step: f.Step, Steps: f.Steps, T: f.T, Xt: copyImages(f.Xt.First(stripImages)), X0: copyImages(f.X0.First(stripImages))}
-		p.mu.Lock()
 		p.strip = append(p.strip, keep)
-		p.mu.Unlock()
+	}
+	skip := f.Step != f.Steps && time.Since(p.drawn) < frameEvery
+	if !skip {
+		p.drawn = time.Now()
+	}
+	p.mu.Unlock()
+	if skip {
+		return
 	}
 	a, err := p.s.renderGrid(gridSpec(f.Xt, 0, gridWidth))
 	if err == nil {

@@ -267,6 +267,7 @@ func (s *Studio) closeWindow() {
 
 // finalClose closes the window for good.
 func (s *Studio) finalClose() {
+	s.sample.cancelRun()
 	if s.opts.BeforeClose != nil {
 		s.opts.BeforeClose()
 	}

@@ -50,7 +50,7 @@ type trainScreen struct {
 	run                                  *widget.Select
 	preset, schedule                     *widget.Select
 	size, batch, lr, steps, ema, preview *field
-	dataLabel, formErr                   *widget.Label
+	modelLabel, dataLabel, formErr       *widget.Label
 	start, pause, stop                   *widget.Button
 	stats, caption                       *widget.Label
 	bar                                  *widget.ProgressBar
@@ -75,6 +75,8 @@ func newTrainScreen(s *Studio) *trainScreen {
 	for _, p := range s.backend.Presets() {
 		names = append(names, p.Name)
 	}
+	t.modelLabel = widget.NewLabel("")
+	t.modelLabel.Wrapping = fyne.TextWrapWord
 	t.run = widget.NewSelect([]string{newRun}, func(string) { t.runChanged() })
 	t.preset = widget.NewSelect(names, func(string) { t.presetChanged() })
 	t.schedule = widget.NewSelect([]string{"linear", "cosine"}, nil)
@@ -112,7 +114,7 @@ func newTrainScreen(s *Studio) *trainScreen {
 		widget.NewFormItem("Schedule", t.schedule),
 		widget.NewFormItem(t.preview.label, t.preview.entry),
 	)
-	left := container.NewVBox(form, t.dataLabel, container.NewGridWithColumns(3, t.start, t.pause, t.stop), t.formErr)
+	left := container.NewVBox(form, t.modelLabel, t.dataLabel, container.NewGridWithColumns(3, t.start, t.pause, t.stop), t.formErr)
 
 	t.stats = widget.NewLabel("Not started.")
 	t.stats.Wrapping = fyne.TextWrapWord
@@ -160,7 +162,7 @@ func (t *trainScreen) presetChanged() {
 	}
 	p := t.presetInfo()
 	t.size.entry.SetText(strconv.Itoa(p.Resolution))
-	t.preset.PlaceHolder = p.Description
+	t.modelLabel.SetText("Model: " + p.Description)
 }
 
 // validate shows what is wrong with the form and enables Start only when nothing is.
