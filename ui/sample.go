@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,7 +176,7 @@ func (p *sampleScreen) validate() bool {
 	if _, ok := p.selectedRun(); !ok {
 		probs = append(probs, "Run: choose a trained run")
 	}
-	p.formErr.SetText(joinLines(probs))
+	p.formErr.SetText(strings.Join(probs, "\n"))
 	if len(probs) == 0 && !p.busy() {
 		p.sample.Enable()
 		p.interp.Enable()
@@ -184,17 +185,6 @@ func (p *sampleScreen) validate() bool {
 		p.interp.Disable()
 	}
 	return len(probs) == 0
-}
-
-func joinLines(lines []string) string {
-	out := ""
-	for i, l := range lines {
-		if i > 0 {
-			out += "\n"
-		}
-		out += l
-	}
-	return out
 }
 
 // begin marks a sampling in progress and returns its context.
