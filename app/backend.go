@@ -220,28 +220,34 @@ func gaussian(seed uint64, n int) ([]float32, *rand.Rand) {
 	return x, rng
 }
 
-// Sample generates images with a run's newest checkpoint.
-func (b *backend) Sample(ctx context.Context, req ui.SampleRequest, onFrame func(ui.Frame)) (ui.Images, error) {
-	r, err := loadRun(req.Run)
+// sampleRun opens the run's newest checkpoint with the EMA or raw weights and runs
+// sample on count images, reporting every step to onFrame.
+func sampleRun(run string, ema bool, count int, onFrame func(ui.Frame),
+	sample func(r *openRun, net *compute.UNet, shape diffusion.Shape, progress diffusion.ProgressFunc) ([]float32, error)) (ui.Images, error) {
+	r, err := loadRun(run)
 	if err != nil {
 		return ui.Images{}, err
 	}
 	defer r.trainer.Close()
-	net := r.net(req.EMA)
+	net := r.net(ema)
 	defer net.Close()
-	shape := r.imageShape(req.Count)
-	xT, rng := gaussian(req.Seed, shape.Size())
-	progress := func(p diffusion.Progress) { onFrame(frame(p, shape)) }
-	var x []float32
-	if req.Sampler == "ddim" {
-		x, err = r.sched.SampleDDIM(ctx, net, xT, shape, req.Steps, req.Eta, rng, progress)
-	} else {
-		x, err = r.sched.SampleDDPM(ctx, net, xT, shape, r.app.Variance, rng, progress)
-	}
+	shape := r.imageShape(count)
+	x, err := sample(r, net, shape, func(p diffusion.Progress) { onFrame(frame(p, shape)) })
 	if err != nil {
 		return ui.Images{}, err
 	}
 	return ui.Images{Data: x, N: shape.N, C: shape.C, H: shape.H, W: shape.W}, nil
+}
+
+// Sample generates images with a run's newest checkpoint.
+func (b *backend) Sample(ctx context.Context, req ui.SampleRequest, onFrame func(ui.Frame)) (ui.Images, error) {
+	return sampleRun(req.Run, req.EMA, req.Count, onFrame, func(r *openRun, net *compute.UNet, shape diffusion.Shape, progress diffusion.ProgressFunc) ([]float32, error) {
+		xT, rng := gaussian(req.Seed, shape.Size())
+		if req.Sampler == "ddim" {
+			return r.sched.SampleDDIM(ctx, net, xT, shape, req.Steps, req.Eta, rng, progress)
+		}
+		return r.sched.SampleDDPM(ctx, net, xT, shape, r.app.Variance, rng, progress)
+	})
 }
 
 // Interpolate decodes, with deterministic DDIM, initial noises on the great circle from
@@ -251,27 +257,17 @@ func (b *backend) Interpolate(ctx context.Context, req ui.InterpRequest, onFrame
 	if req.Count < 2 {
 		return ui.Images{}, fmt.Errorf("interpolation needs at least 2 images, got %d", req.Count)
 	}
-	r, err := loadRun(req.Run)
-	if err != nil {
-		return ui.Images{}, err
-	}
-	defer r.trainer.Close()
-	net := r.net(req.EMA)
-	defer net.Close()
-	shape := r.imageShape(req.Count)
-	per := shape.C * shape.H * shape.W
-	a, _ := gaussian(req.SeedA, per)
-	c, _ := gaussian(req.SeedB, per)
-	xT := make([]float32, 0, shape.Size())
-	for i := 0; i < req.Count; i++ {
-		xT = append(xT, slerp(a, c, float64(i)/float64(req.Count-1))...)
-	}
-	rng := rand.New(rand.NewPCG(req.SeedA, req.SeedB))
-	x, err := r.sched.SampleDDIM(ctx, net, xT, shape, req.Steps, 0, rng, func(p diffusion.Progress) { onFrame(frame(p, shape)) })
-	if err != nil {
-		return ui.Images{}, err
-	}
-	return ui.Images{Data: x, N: shape.N, C: shape.C, H: shape.H, W: shape.W}, nil
+	return sampleRun(req.Run, req.EMA, req.Count, onFrame, func(r *openRun, net *compute.UNet, shape diffusion.Shape, progress diffusion.ProgressFunc) ([]float32, error) {
+		per := shape.C * shape.H * shape.W
+		a, _ := gaussian(req.SeedA, per)
+		c, _ := gaussian(req.SeedB, per)
+		xT := make([]float32, 0, shape.Size())
+		for i := 0; i < req.Count; i++ {
+			xT = append(xT, slerp(a, c, float64(i)/float64(req.Count-1))...)
+		}
+		rng := rand.New(rand.NewPCG(req.SeedA, req.SeedB))
+		return r.sched.SampleDDIM(ctx, net, xT, shape, req.Steps, 0, rng, progress)
+	})
 }
 
 // slerp is the spherical interpolation between a (λ = 0) and b (λ = 1).

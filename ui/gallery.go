@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
@@ -20,69 +19,41 @@ import (
 type galleryScreen struct {
 	s       *Studio
 	content fyne.CanvasObject
-	run     *widget.Select
+	run     *runPicker
 	info    *widget.Label
 	grid    *fyne.Container
-
-	mu   sync.Mutex
-	runs []RunInfo
 }
 
 func newGalleryScreen(s *Studio) *galleryScreen {
 	g := &galleryScreen{s: s}
-	g.run = widget.NewSelect(nil, func(string) { g.load() })
-	g.run.PlaceHolder = "(no runs yet)"
+	g.run = newRunPicker(nil, func(string) { g.load() })
+	g.run.sel.PlaceHolder = "(no runs yet)"
 	g.info = widget.NewLabel("Sample grids are saved during training (DDIM, EMA weights) and appear here, newest first. Click one to enlarge or export it.")
 	g.info.Wrapping = fyne.TextWrapWord
 	g.grid = container.NewGridWrap(fyne.NewSize(200, 230))
 	refresh := widget.NewButtonWithIcon("Refresh", theme.ViewRefreshIcon(), g.refresh)
-	top := container.NewVBox(container.NewBorder(nil, nil, widget.NewLabel("Run"), refresh, g.run), g.info)
+	top := container.NewVBox(container.NewBorder(nil, nil, widget.NewLabel("Run"), refresh, g.run.sel), g.info)
 	g.content = container.NewBorder(top, nil, nil, nil, container.NewVScroll(g.grid))
 	return g
 }
 
 // refresh reloads the run list and the selected run's grids.
 func (g *galleryScreen) refresh() {
-	go func() {
-		runs, err := g.s.backend.Runs()
-		if err != nil {
-			g.s.fail("Listing runs", err)
-			return
+	g.run.reload(g.s, func(changed bool) {
+		if !changed { // a new selection has loaded already
+			g.load()
 		}
-		g.s.do(func() {
-			g.mu.Lock()
-			g.runs = runs
-			g.mu.Unlock()
-			var names []string
-			for _, r := range runs {
-				names = append(names, r.Name)
-			}
-			g.run.Options = names
-			g.run.Refresh()
-			if g.run.Selected == "" && len(names) > 0 {
-				g.run.SetSelected(names[0])
-			} else {
-				g.load()
-			}
-		})
-	}()
+	})
 }
 
 // load shows the selected run's grids.
 func (g *galleryScreen) load() {
-	var dir string
-	g.mu.Lock()
-	for _, r := range g.runs {
-		if r.Name == g.run.Selected {
-			dir = r.Dir
-		}
-	}
-	g.mu.Unlock()
-	if dir == "" {
+	run, ok := g.run.selected()
+	if !ok {
 		return
 	}
 	go func() {
-		items, err := g.s.backend.Gallery(dir)
+		items, err := g.s.backend.Gallery(run.Dir)
 		if err != nil {
 			g.s.fail("Gallery", err)
 			return

@@ -33,7 +33,7 @@ type sampleScreen struct {
 	s       *Studio
 	content fyne.CanvasObject
 
-	run                           *widget.Select
+	run                           *runPicker
 	ema                           *widget.Check
 	sampler                       *widget.RadioGroup
 	steps, eta, seed, count       *field
@@ -45,7 +45,6 @@ type sampleScreen struct {
 	bar                           *widget.ProgressBar
 
 	mu     sync.Mutex
-	runs   []RunInfo
 	drawn  time.Time // when the last frame was drawn
 	cancel context.CancelFunc
 	result Images  // the last finished samples
@@ -55,8 +54,8 @@ type sampleScreen struct {
 
 func newSampleScreen(s *Studio) *sampleScreen {
 	p := &sampleScreen{s: s}
-	p.run = widget.NewSelect(nil, func(string) { p.validate() })
-	p.run.PlaceHolder = "(no runs yet: train one first)"
+	p.run = newRunPicker(nil, func(string) { p.validate() })
+	p.run.sel.PlaceHolder = "(no runs yet: train one first)"
 	p.ema = widget.NewCheck("EMA weights", nil)
 	p.ema.SetChecked(true)
 	p.sampler = widget.NewRadioGroup([]string{samplerDDPM, samplerDDIM}, func(string) { p.validate() })
@@ -87,7 +86,7 @@ func newSampleScreen(s *Studio) *sampleScreen {
 	}
 
 	form := widget.NewForm(
-		widget.NewFormItem("Run", p.run),
+		widget.NewFormItem("Run", p.run.sel),
 		widget.NewFormItem("Weights", p.ema),
 		widget.NewFormItem("Sampler", p.sampler),
 		widget.NewFormItem(p.steps.label, p.steps.entry),
@@ -117,41 +116,9 @@ func newSampleScreen(s *Studio) *sampleScreen {
 }
 
 // refreshRuns reloads the run list.
-func (p *sampleScreen) refreshRuns() {
-	go func() {
-		runs, err := p.s.backend.Runs()
-		if err != nil {
-			p.s.fail("Listing runs", err)
-			return
-		}
-		p.s.do(func() {
-			p.mu.Lock()
-			p.runs = runs
-			p.mu.Unlock()
-			var names []string
-			for _, r := range runs {
-				names = append(names, r.Name)
-			}
-			p.run.Options = names
-			p.run.Refresh()
-			if p.run.Selected == "" && len(names) > 0 {
-				p.run.SetSelected(names[0]) // newest first
-			}
-			p.validate()
-		})
-	}()
-}
+func (p *sampleScreen) refreshRuns() { p.run.reload(p.s, func(bool) { p.validate() }) }
 
-func (p *sampleScreen) selectedRun() (RunInfo, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, r := range p.runs {
-		if r.Name == p.run.Selected {
-			return r, true
-		}
-	}
-	return RunInfo{}, false
-}
+func (p *sampleScreen) selectedRun() (RunInfo, bool) { return p.run.selected() }
 
 func (p *sampleScreen) busy() bool {
 	p.mu.Lock()

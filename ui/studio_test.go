@@ -245,10 +245,10 @@ func TestResumeRunFillsForm(t *testing.T) {
 		Settings: TrainRequest{Preset: "tiny", Size: 16, Batch: 32, LR: 1e-3, Steps: 1500, EMA: 0.999, Schedule: "cosine"}}}
 	fb.mu.Unlock()
 	ui(func() { s.Show("Train") })
-	until(t, "run list", func() bool { return len(s.train.run.Options) == 2 })
+	until(t, "run list", func() bool { return len(s.train.run.sel.Options) == 2 })
 	tr := s.train
 	ui(func() {
-		tr.run.SetSelected("old")
+		tr.run.sel.SetSelected("old")
 		if tr.preset.Selected != "tiny" || tr.size.entry.Text != "16" || tr.schedule.Selected != "cosine" || tr.steps.entry.Text != "2500" {
 			t.Errorf("form: preset %q size %q schedule %q steps %q", tr.preset.Selected, tr.size.entry.Text, tr.schedule.Selected, tr.steps.entry.Text)
 		}
@@ -338,7 +338,7 @@ func TestSampleAndExport(t *testing.T) {
 	fb.mu.Unlock()
 	ui(func() { s.Show("Sample") })
 	p := s.sample
-	until(t, "run selected", func() bool { return p.run.Selected == "a" })
+	until(t, "run selected", func() bool { return p.run.sel.Selected == "a" })
 	ui(func() {
 		p.count.entry.SetText("0")
 		if !p.sample.Disabled() || !strings.Contains(p.formErr.Text, "Images: must be between 1 and 256") {

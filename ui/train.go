@@ -47,7 +47,7 @@ type trainScreen struct {
 	s       *Studio
 	content fyne.CanvasObject
 
-	run                                  *widget.Select
+	run                                  *runPicker
 	preset, schedule                     *widget.Select
 	size, batch, lr, steps, ema, preview *field
 	modelLabel, dataLabel, formErr       *widget.Label
@@ -59,7 +59,6 @@ type trainScreen struct {
 	mu        sync.Mutex
 	state     trainState
 	training  Training
-	runs      []RunInfo
 	xs        []float64 // steps of the loss curve
 	losses    []float64
 	startStep int64
@@ -77,7 +76,7 @@ func newTrainScreen(s *Studio) *trainScreen {
 	}
 	t.modelLabel = widget.NewLabel("")
 	t.modelLabel.Wrapping = fyne.TextWrapWord
-	t.run = widget.NewSelect([]string{newRun}, func(string) { t.runChanged() })
+	t.run = newRunPicker([]string{newRun}, func(string) { t.runChanged() })
 	t.preset = widget.NewSelect(names, func(string) { t.presetChanged() })
 	t.schedule = widget.NewSelect([]string{"linear", "cosine"}, nil)
 	t.schedule.SetSelected("linear")
@@ -91,7 +90,7 @@ func newTrainScreen(s *Studio) *trainScreen {
 		f.entry.OnChanged = func(string) { t.validate() }
 	}
 	t.preset.SetSelected(s.opts.Preset)
-	t.run.SetSelected(newRun)
+	t.run.sel.SetSelected(newRun)
 
 	t.dataLabel = widget.NewLabel("Data: loading…")
 	t.dataLabel.Wrapping = fyne.TextWrapWord
@@ -104,7 +103,7 @@ func newTrainScreen(s *Studio) *trainScreen {
 	t.stop = widget.NewButtonWithIcon("Stop", theme.MediaStopIcon(), func() { t.stopThen(nil) })
 
 	form := widget.NewForm(
-		widget.NewFormItem("Run", t.run),
+		widget.NewFormItem("Run", t.run.sel),
 		widget.NewFormItem("Model", t.preset),
 		widget.NewFormItem(t.size.label, t.size.entry),
 		widget.NewFormItem(t.batch.label, t.batch.entry),
@@ -171,7 +170,7 @@ func (t *trainScreen) validate() bool {
 		return false
 	}
 	probs := problems(t.fields()...)
-	if t.run.Selected != newRun {
+	if t.run.sel.Selected != newRun {
 		if r, ok := t.selectedRun(); ok && t.steps.check(t.steps.entry.Text) == nil && t.steps.int() <= r.Step {
 			probs = append(probs, fmt.Sprintf("Steps: the run is at step %d already; ask for more", r.Step))
 		}
@@ -192,44 +191,13 @@ func (t *trainScreen) validate() bool {
 
 // refreshRuns reloads the run list (unless training, when it must not change).
 func (t *trainScreen) refreshRuns() {
-	if t.running() {
-		return
+	if !t.running() {
+		t.run.reload(t.s, nil)
 	}
-	go func() {
-		runs, err := t.s.backend.Runs()
-		if err != nil {
-			t.s.fail("Listing runs", err)
-			return
-		}
-		t.s.do(func() {
-			t.mu.Lock()
-			t.runs = runs
-			t.mu.Unlock()
-			opts := []string{newRun}
-			for _, r := range runs {
-				opts = append(opts, r.Name)
-			}
-			sel := t.run.Selected
-			t.run.Options = opts
-			t.run.Refresh()
-			if _, ok := t.selectedRun(); !ok {
-				sel = newRun
-			}
-			t.run.SetSelected(sel)
-		})
-	}()
 }
 
-func (t *trainScreen) selectedRun() (RunInfo, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, r := range t.runs {
-		if r.Name == t.run.Selected {
-			return r, true
-		}
-	}
-	return RunInfo{}, false
-}
+// selectedRun returns the existing run chosen, if any (else a new run is made).
+func (t *trainScreen) selectedRun() (RunInfo, bool) { return t.run.selected() }
 
 // runChanged fills the form from an existing run, whose model settings are fixed.
 func (t *trainScreen) runChanged() {
@@ -480,7 +448,7 @@ func (t *trainScreen) setState(st trainState) {
 	t.mu.Lock()
 	t.state = st
 	t.mu.Unlock()
-	form := []fyne.Disableable{t.run, t.batch.entry, t.lr.entry, t.steps.entry, t.ema.entry, t.preview.entry}
+	form := []fyne.Disableable{t.run.sel, t.batch.entry, t.lr.entry, t.steps.entry, t.ema.entry, t.preview.entry}
 	model := []fyne.Disableable{t.preset, t.size.entry, t.schedule}
 	switch st {
 	case idle:
