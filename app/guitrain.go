@@ -28,8 +28,9 @@ type guiTraining struct {
 	req    ui.TrainRequest
 	log    io.Writer
 	events chan ui.TrainEvent
-	ctl    chan bool // true: pause, false: resume
-	stop   chan struct{}
+	ctl    chan bool       // true: pause, false: resume
+	stop   context.Context // cancelled by Stop: ends previews and sample grids too
+	cancel context.CancelFunc
 	once   sync.Once
 
 	preview      *compute.UNet // the EMA weights (shared, so always current)
@@ -70,7 +71,8 @@ func (b *backend) StartTraining(req ui.TrainRequest) (ui.Training, error) {
 		return nil, err
 	}
 	g := &guiTraining{sess: s, req: req, log: b.log, events: make(chan ui.TrainEvent, 64), ctl: make(chan bool, 4),
-		stop: make(chan struct{}), saved: make(chan struct{})}
+		saved: make(chan struct{})}
+	g.stop, g.cancel = context.WithCancel(context.Background())
 	b.mu.Lock()
 	b.active[g] = true
 	b.mu.Unlock()
@@ -125,19 +127,12 @@ func (g *guiTraining) send(pause bool) {
 func (g *guiTraining) Stop() {
 	g.once.Do(func() {
 		g.stopAsked = time.Now()
-		close(g.stop)
+		g.cancel()
 		g.sess.tr.Interrupt()
 	})
 }
 
-func (g *guiTraining) stopped() bool {
-	select {
-	case <-g.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (g *guiTraining) stopped() bool { return g.stop.Err() != nil }
 
 func (g *guiTraining) previewShape() diffusion.Shape {
 	cfg := g.sess.tr.Net.Config
@@ -255,7 +250,7 @@ func (g *guiTraining) waitIfPaused() bool {
 				g.event(ui.TrainEvent{Kind: ui.EventResumed})
 				return true
 			}
-		case <-g.stop:
+		case <-g.stop.Done():
 			return false
 		}
 	}
@@ -263,25 +258,16 @@ func (g *guiTraining) waitIfPaused() bool {
 
 // runPreview samples the preview grid with the EMA weights, reporting every step.
 func (g *guiTraining) runPreview() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-g.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	shape := g.previewShape()
 	rng := rand.New(rand.NewPCG(0, 2))
 	sched := g.sess.sched
-	_, err := sched.SampleDDIM(ctx, g.preview, g.previewNoise, shape, min(previewSteps, sched.T), 0, rng, func(p diffusion.Progress) {
+	_, err := sched.SampleDDIM(g.stop, g.preview, g.previewNoise, shape, min(previewSteps, sched.T), 0, rng, func(p diffusion.Progress) {
 		f := frame(p, shape)
 		f.Xt.Data = append([]float32(nil), f.Xt.Data...) // the sampler reuses its buffers
 		f.X0.Data = append([]float32(nil), f.X0.Data...)
 		g.event(ui.TrainEvent{Kind: ui.EventPreview, Frame: &f})
 	})
-	if err != nil && ctx.Err() == nil {
+	if err != nil && !g.stopped() {
 		fmt.Fprintf(g.log, "preview: %v\n", err)
 	}
 }
@@ -291,18 +277,9 @@ func (g *guiTraining) sampleGrid() {
 	if g.stopped() {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-g.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	s := g.sess
 	path := filepath.Join(s.cmd.RunDir, "samples", fmt.Sprintf("step-%08d.png", s.tr.Step))
-	if err := previewGrid(ctx, s.tr, s.sched, path); err != nil && ctx.Err() == nil {
+	if err := previewGrid(g.stop, s.tr, s.sched, path); err != nil && !g.stopped() {
 		fmt.Fprintf(g.log, "sample grid: %v\n", err)
 	}
 }

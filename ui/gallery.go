@@ -10,7 +10,6 @@ import (
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
-	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 )
@@ -97,27 +96,7 @@ func (g *galleryScreen) enlarge(it GalleryItem) {
 
 // export copies a grid to a file the user picks.
 func (g *galleryScreen) export(it GalleryItem) {
-	d := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
-		if err != nil {
-			g.s.fail("Export", err)
-			return
-		}
-		if w == nil {
-			return
-		}
-		err = copyFile(w, it.Path)
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			g.s.fail("Export "+w.URI().Path(), err)
-			return
-		}
-		g.s.say("Saved %s", w.URI().Path())
-	}, g.s.win)
-	d.SetFileName(filepath.Base(it.Path))
-	d.SetFilter(storage.NewExtensionFileFilter([]string{".png"}))
-	d.Show()
+	g.s.saveDialog(filepath.Base(it.Path), func(w io.Writer) error { return copyFile(w, it.Path) })
 }
 
 func copyFile(w io.Writer, path string) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -303,38 +304,19 @@ func (p *sampleScreen) stripImage() (image.Image, error) {
 	return p.s.renderGrid(gridSpec(out, len(frames), len(frames)*(first.W+2)))
 }
 
-// saveDialog asks for a file name and writes m there as PNG.
-func (p *sampleScreen) saveDialog(name string, m func() (image.Image, error)) {
-	d := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
+// savePNG asks where to save the image m makes.
+func (p *sampleScreen) savePNG(name string, m func() (image.Image, error)) {
+	p.s.saveDialog(name, func(w io.Writer) error {
+		img, err := m()
 		if err != nil {
-			p.s.fail("Saving", err)
-			return
+			return err
 		}
-		if w == nil {
-			return
-		}
-		go func() {
-			img, err := m()
-			if err == nil {
-				err = png.Encode(w, img)
-			}
-			if cerr := w.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				p.s.fail("Saving "+w.URI().Path(), err)
-				return
-			}
-			p.s.say("Saved %s", w.URI().Path())
-		}()
-	}, p.s.win)
-	d.SetFileName(name)
-	d.SetFilter(storage.NewExtensionFileFilter([]string{".png"}))
-	d.Show()
+		return png.Encode(w, img)
+	})
 }
 
 func (p *sampleScreen) exportGrid() {
-	p.saveDialog("samples.png", func() (image.Image, error) {
+	p.savePNG("samples.png", func() (image.Image, error) {
 		p.mu.Lock()
 		res, cols := p.result, p.cols
 		p.mu.Unlock()
@@ -342,7 +324,7 @@ func (p *sampleScreen) exportGrid() {
 	})
 }
 
-func (p *sampleScreen) exportStrip() { p.saveDialog("progression.png", p.stripImage) }
+func (p *sampleScreen) exportStrip() { p.savePNG("progression.png", p.stripImage) }
 
 // exportEach writes every sample as its own PNG into a chosen folder.
 func (p *sampleScreen) exportEach() {

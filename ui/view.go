@@ -3,10 +3,13 @@ package ui
 import (
 	"image"
 	"image/color"
+	"io"
 	"math"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/storage"
 
 	"github.com/ddpm-studio/ddpm-studio/shaders"
 )
@@ -64,4 +67,33 @@ func (s *Studio) renderGrid(g shaders.Grid) (*image.RGBA, error) {
 // plainSpec draws one image at its own size with no padding (for exporting it).
 func plainSpec(im Images) shaders.Grid {
 	return shaders.Grid{Data: im.Data, N: im.N, C: im.C, H: im.H, W: im.W, Cols: im.N, Scale: 1}
+}
+
+// saveDialog asks where to save a PNG (suggesting name) and runs write on the chosen file
+// off the UI goroutine, reporting the outcome on the status line (and errors in a dialog).
+func (s *Studio) saveDialog(name string, write func(io.Writer) error) {
+	d := dialog.NewFileSave(func(w fyne.URIWriteCloser, err error) {
+		if err != nil {
+			s.fail("Saving", err)
+			return
+		}
+		if w == nil {
+			return // cancelled
+		}
+		go func() {
+			err := write(w)
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				s.fail("Saving "+w.URI().Path(), err)
+				return
+			}
+			s.say("Saved %s", w.URI().Path())
+		}()
+	}, s.win)
+	d.SetFileName(name)
+	d.SetFilter(storage.NewExtensionFileFilter([]string{".png"}))
+	d.Resize(fyne.NewSize(900, 600))
+	d.Show()
 }
