@@ -164,6 +164,14 @@ func TestBackendErrors(t *testing.T) {
 	if _, err := b.Sample(context.Background(), ui.SampleRequest{Run: filepath.Join(empty, "nope"), Count: 1}, func(ui.Frame) {}); err == nil {
 		t.Error("missing run: no error")
 	}
+	// A run that cannot start leaves no empty folder behind.
+	bad := filepath.Join(b.runsDir, "bad")
+	if _, err := b.StartTraining(ui.TrainRequest{Run: bad, Data: ui.DataSpec{Folder: empty}, Preset: "tiny", Size: 16, Batch: 2, LR: 1e-3, Steps: 5}); err == nil {
+		t.Fatal("training on an empty folder started")
+	}
+	if _, err := os.Stat(bad); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("run folder of a failed start: %v", err)
+	}
 	// A learning rate this large overflows within a few steps: the loss turns NaN and the
 	// training reports it instead of going on.
 	tr, err := b.StartTraining(ui.TrainRequest{Run: filepath.Join(b.runsDir, "nan"), Data: ui.DataSpec{Folder: imageFolder(t, 2)},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -66,8 +67,12 @@ func (b *backend) StartTraining(req ui.TrainRequest) (ui.Training, error) {
 		c.preloaded = b.cached
 	}
 	b.mu.Unlock()
+	fresh := compute.LatestCheckpoint(req.Run) == ""
 	s, err := c.openSession(&env{out: b.log, errOut: io.Discard})
 	if err != nil {
+		if fresh {
+			os.Remove(req.Run) // the folder made for a run that never started, if still empty
+		}
 		return nil, err
 	}
 	g := &guiTraining{sess: s, req: req, log: b.log, events: make(chan ui.TrainEvent, 64), ctl: make(chan bool, 4),

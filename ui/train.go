@@ -290,7 +290,10 @@ func (t *trainScreen) startTraining() {
 	go func() {
 		tr, err := t.s.backend.StartTraining(req)
 		if err != nil {
-			t.s.do(func() { t.setState(idle) })
+			t.s.do(func() {
+				t.setState(idle)
+				t.stats.SetText("Not started.")
+			})
 			t.s.fail("Starting training", err)
 			return
 		}
