@@ -263,6 +263,15 @@ func addBias[T float](out, b []T, ohw int) {
 
 // convForward computes y = conv(x, w) + b.
 func convForward[T float](p convPlan, x, w, b, y []T) {
+	if x32, ok := any(x).([]float32); ok && winogradOK(p) {
+		winogradForward(p, x32, any(w).([]float32), any(b).([]float32), any(y).([]float32))
+		return
+	}
+	im2colForward(p, x, w, b, y)
+}
+
+// im2colForward computes y = conv(x, w) + b through column matrices (1×1: without).
+func im2colForward[T float](p convPlan, x, w, b, y []T) {
 	if p.pointwise() {
 		parallelFor(p.n, func(lo, hi int) {
 			for n := lo; n < hi; n++ {

@@ -1,0 +1,60 @@
+package ops
+
+// Winograd F(2×2, 3×3) (Lavin & Gray 2016) computes a 3×3, stride-1, pad-1 convolution
+// from 4×4 input tiles with 16 products of K = Cin where im2col needs one with
+// K = 9·Cin per pixel: 2.25× fewer multiplications, and no 9-fold column matrix. Only the
+// float32 forward pass uses it (sampling, and the forward half of a training step); the
+// gradients stay on im2col, float64 too, so the finite-difference tests check the
+// definition while TestWinogradMatchesIm2col checks this against it.
+
+// winogradOK reports whether the convolution is one the Winograd path computes.
+func winogradOK(p convPlan) bool {
+	return cKernels && p.k == 3 && p.stride == 1 && p.Pads == (Pads{1, 1, 1, 1})
+}
+
+// winogradFilters returns U[ξ] = (G g Gᵀ)[ξ] as 16 matrices [cout, cin] of the weights w [cout, cin, 3, 3].
+func winogradFilters(w []float32, cout, cin int) []float32 {
+	u := make([]float32, 16*cout*cin)
+	for o := range cout {
+		for c := range cin {
+			g := w[(o*cin+c)*9:][:9]
+			var t [4][3]float32 // G g
+			for s := range 3 {
+				t[0][s] = g[s]
+				t[1][s] = 0.5 * (g[s] + g[3+s] + g[6+s])
+				t[2][s] = 0.5 * (g[s] - g[3+s] + g[6+s])
+				t[3][s] = g[6+s]
+			}
+			for r := range 4 { // (G g) Gᵀ
+				row := [4]float32{t[r][0], 0.5 * (t[r][0] + t[r][1] + t[r][2]), 0.5 * (t[r][0] - t[r][1] + t[r][2]), t[r][2]}
+				for s, v := range row {
+					u[((4*r+s)*cout+o)*cin+c] = v
+				}
+			}
+		}
+	}
+	return u
+}
+
+// winogradForward computes y = conv(x, w) + b for a winogradOK plan.
+func winogradForward(p convPlan, x, w, b, y []float32) {
+	th, tw := (p.oh+1)/2, (p.ow+1)/2
+	tiles := th * tw
+	imgs := max(1, (minCols+tiles-1)/tiles) // images per chunk: enough tiles for BLAS
+	chunks := (p.n + imgs - 1) / imgs
+	u := winogradFilters(w, p.cout, p.cin)
+	parallelFor(chunks, func(lo, hi int) {
+		v, m := scratch[float32](16*p.cin*imgs*tiles), scratch[float32](16*p.cout*imgs*tiles)
+		defer release(v, m)
+		for c := lo; c < hi; c++ {
+			n0 := c * imgs
+			n1 := min(n0+imgs, p.n)
+			pp := (n1 - n0) * tiles
+			winoInputC(v, x, n0, n1, p.cin, p.h, p.w, th, tw)
+			for xi := range 16 {
+				gemmSerial(false, false, p.cout, pp, p.cin, 1, u[xi*p.cout*p.cin:], p.cin, v[xi*p.cin*pp:], pp, 0, m[xi*p.cout*pp:], pp)
+			}
+			winoOutputC(y, m, b, n0, n1, p.cout, p.oh, p.ow, th, tw)
+		}
+	})
+}

@@ -1,0 +1,72 @@
+// Float32 transforms of the Winograd F(2×2, 3×3) convolution (see winograd.go): the
+// input tiles into the 16 matrices V[ξ] [cin, P] and the 16 products M[ξ] [cout, P] back
+// into 2×2 output tiles, P the tiles of images n0..n1 in (image, tile row, tile column)
+// order.
+#pragma GCC optimize("O3")
+#include "winograd_kernels.h"
+#include "kernels_math.h"
+
+CLONES void wino_input_f32(float *restrict v, const float *restrict x, long n0, long n1, long cin, long h, long w, long th, long tw) {
+	long tiles = th * tw, p = (n1 - n0) * tiles, plane = cin * p;
+	for (long n = n0; n < n1; n++) {
+		for (long c = 0; c < cin; c++) {
+			const float *xc = x + (n * cin + c) * h * w;
+			float *vc = v + c * p + (n - n0) * tiles;
+			for (long i = 0; i < th; i++) {
+				for (long j = 0; j < tw; j++) {
+					float d[4][4];
+					for (long r = 0; r < 4; r++) {
+						long iy = 2 * i - 1 + r;
+						for (long s = 0; s < 4; s++) {
+							long ix = 2 * j - 1 + s;
+							d[r][s] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xc[iy * w + ix] : 0.0f;
+						}
+					}
+					float t[4][4]; // Bᵀ d
+					for (long s = 0; s < 4; s++) {
+						t[0][s] = d[0][s] - d[2][s];
+						t[1][s] = d[1][s] + d[2][s];
+						t[2][s] = d[2][s] - d[1][s];
+						t[3][s] = d[1][s] - d[3][s];
+					}
+					long at = i * tw + j;
+					for (long r = 0; r < 4; r++) { // (Bᵀ d) B
+						vc[(4 * r + 0) * plane + at] = t[r][0] - t[r][2];
+						vc[(4 * r + 1) * plane + at] = t[r][1] + t[r][2];
+						vc[(4 * r + 2) * plane + at] = t[r][2] - t[r][1];
+						vc[(4 * r + 3) * plane + at] = t[r][1] - t[r][3];
+					}
+				}
+			}
+		}
+	}
+}
+
+CLONES void wino_output_f32(float *restrict y, const float *restrict m, const float *restrict bias, long n0, long n1, long cout, long h, long w, long th, long tw) {
+	long tiles = th * tw, p = (n1 - n0) * tiles, plane = cout * p;
+	for (long n = n0; n < n1; n++) {
+		for (long c = 0; c < cout; c++) {
+			float *yc = y + (n * cout + c) * h * w;
+			const float *mc = m + c * p + (n - n0) * tiles;
+			for (long i = 0; i < th; i++) {
+				for (long j = 0; j < tw; j++) {
+					long at = i * tw + j;
+					float q[4][4];
+					for (long k = 0; k < 16; k++) q[k / 4][k % 4] = mc[k * plane + at];
+					float s[2][4]; // Aᵀ m
+					for (long b = 0; b < 4; b++) {
+						s[0][b] = q[0][b] + q[1][b] + q[2][b];
+						s[1][b] = q[1][b] - q[2][b] - q[3][b];
+					}
+					for (long r = 0; r < 2; r++) { // (Aᵀ m) A
+						long oy = 2 * i + r;
+						if (oy >= h) continue;
+						float y0 = s[r][0] + s[r][1] + s[r][2], y1 = s[r][1] - s[r][2] - s[r][3];
+						yc[oy * w + 2 * j] = y0 + bias[c];
+						if (2 * j + 1 < w) yc[oy * w + 2 * j + 1] = y1 + bias[c];
+					}
+				}
+			}
+		}
+	}
+}

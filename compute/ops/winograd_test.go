@@ -1,0 +1,48 @@
+package ops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestWinogradMatchesIm2col compares the Winograd forward pass with the im2col one
+// (itself checked against the definition in TestConv2d) on even and odd sizes, one
+// image and several per chunk.
+func TestWinogradMatchesIm2col(t *testing.T) {
+	if !cKernels {
+		t.Skip("the Winograd path needs the C kernels (cgo)")
+	}
+	rng := rand.New(rand.NewPCG(40, 40))
+	for _, s := range [][4]int{{1, 3, 4, 4}, {2, 5, 7, 9}, {5, 8, 14, 14}, {3, 4, 28, 28}, {9, 16, 7, 7}} {
+		n, cin, h, w := s[0], s[1], s[2], s[3]
+		cout := 6
+		x, wt, b := randF32(rng, n*cin*h*w), randF32(rng, cout*cin*9), randF32(rng, cout)
+		p, err := newPlan(geom{k: 3, stride: 1, Pads: Pads{1, 1, 1, 1}}, []int{n, cin, h, w}, cout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !winogradOK(p) {
+			t.Fatal("plan not taken by Winograd")
+		}
+		got, want := make([]float32, n*cout*h*w), make([]float32, n*cout*h*w)
+		winogradForward(p, x, wt, b, got)
+		im2colForward(p, x, wt, b, want)
+		var worst float64
+		for i := range want {
+			worst = max(worst, math.Abs(float64(got[i]-want[i]))/max(1, math.Abs(float64(want[i]))))
+		}
+		t.Logf("%v: max relative difference %.2g", s, worst)
+		if worst > 1e-5 {
+			t.Errorf("%v: Winograd and im2col differ by %.3g", s, worst)
+		}
+	}
+}
+
+func randF32(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}
