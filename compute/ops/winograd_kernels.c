@@ -3,43 +3,45 @@
 // into 2×2 output tiles, P the tiles of images n0..n1 in (image, tile row, tile column)
 // order.
 #pragma GCC optimize("O3")
+#include <stdlib.h>
 #include "winograd_kernels.h"
 #include "kernels_math.h"
 
 CLONES void wino_input_f32(float *restrict v, const float *restrict x, long n0, long n1, long cin, long h, long w, long th, long tw) {
 	long tiles = th * tw, p = (n1 - n0) * tiles, plane = cin * p;
+	long ph = 2 * th + 2, pw = 2 * tw + 2; // the plane with a zero border: tiles need no bounds checks
+	float *pad = calloc(ph * pw, sizeof(float));
+	if (!pad) abort(); // as Go would on running out of memory
 	for (long n = n0; n < n1; n++) {
 		for (long c = 0; c < cin; c++) {
 			const float *xc = x + (n * cin + c) * h * w;
+			for (long iy = 0; iy < h; iy++)
+				for (long ix = 0; ix < w; ix++) pad[(iy + 1) * pw + ix + 1] = xc[iy * w + ix];
 			float *vc = v + c * p + (n - n0) * tiles;
 			for (long i = 0; i < th; i++) {
+				const float *r0 = pad + 2 * i * pw, *r1 = r0 + pw, *r2 = r1 + pw, *r3 = r2 + pw;
+				float *vt = vc + i * tw;
 				for (long j = 0; j < tw; j++) {
-					float d[4][4];
-					for (long r = 0; r < 4; r++) {
-						long iy = 2 * i - 1 + r;
-						for (long s = 0; s < 4; s++) {
-							long ix = 2 * j - 1 + s;
-							d[r][s] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xc[iy * w + ix] : 0.0f;
-						}
-					}
-					float t[4][4]; // Bᵀ d
+					float t[4][4]; // Bᵀ d, d the 4×4 tile at rows 2i.., columns 2j.. of pad
 					for (long s = 0; s < 4; s++) {
-						t[0][s] = d[0][s] - d[2][s];
-						t[1][s] = d[1][s] + d[2][s];
-						t[2][s] = d[2][s] - d[1][s];
-						t[3][s] = d[1][s] - d[3][s];
+						float d0 = r0[2 * j + s], d1 = r1[2 * j + s], d2 = r2[2 * j + s], d3 = r3[2 * j + s];
+						t[0][s] = d0 - d2;
+						t[1][s] = d1 + d2;
+						t[2][s] = d2 - d1;
+						t[3][s] = d1 - d3;
 					}
-					long at = i * tw + j;
 					for (long r = 0; r < 4; r++) { // (Bᵀ d) B
-						vc[(4 * r + 0) * plane + at] = t[r][0] - t[r][2];
-						vc[(4 * r + 1) * plane + at] = t[r][1] + t[r][2];
-						vc[(4 * r + 2) * plane + at] = t[r][2] - t[r][1];
-						vc[(4 * r + 3) * plane + at] = t[r][1] - t[r][3];
+						vt[(4 * r + 0) * plane + j] = t[r][0] - t[r][2];
+						vt[(4 * r + 1) * plane + j] = t[r][1] + t[r][2];
+						vt[(4 * r + 2) * plane + j] = t[r][2] - t[r][1];
+						vt[(4 * r + 3) * plane + j] = t[r][1] - t[r][3];
 					}
 				}
 			}
+			// Rows and columns past the image stay zero: only the image area is rewritten.
 		}
 	}
+	free(pad);
 }
 
 CLONES void wino_output_f32(float *restrict y, const float *restrict m, const float *restrict bias, long n0, long n1, long cout, long h, long w, long th, long tw) {
