@@ -27,6 +27,8 @@ func softmaxGradRowsC(dx, y, dy []float32, w int, scale float64, lo, hi int) {
 	panic("no C kernels")
 }
 
-func winoInputC(v, x []float32, n0, n1, cin, h, w, th, tw int) { panic("no C kernels") }
+func winoInputC(v, x []float32, n0, n1, cin, h, w, th, tw, ld, plane int) { panic("no C kernels") }
 
-func winoOutputC(y, m, bias []float32, n0, n1, cout, h, w, th, tw int) { panic("no C kernels") }
+func winoOutputC(y, m, bias []float32, n0, n1, cout, h, w, th, tw, ld, plane int) {
+	panic("no C kernels")
+}

@@ -1,14 +1,14 @@
 // Float32 transforms of the Winograd F(2×2, 3×3) convolution (see winograd.go): the
 // input tiles into the 16 matrices V[ξ] [cin, P] and the 16 products M[ξ] [cout, P] back
 // into 2×2 output tiles, P the tiles of images n0..n1 in (image, tile row, tile column)
-// order.
+// order; rows of the matrices are ld ≥ P floats apart, and the matrices plane floats.
 #pragma GCC optimize("O3")
 #include <stdlib.h>
 #include "winograd_kernels.h"
 #include "kernels_math.h"
 
-CLONES void wino_input_f32(float *restrict v, const float *restrict x, long n0, long n1, long cin, long h, long w, long th, long tw) {
-	long tiles = th * tw, p = (n1 - n0) * tiles, plane = cin * p;
+CLONES void wino_input_f32(float *restrict v, const float *restrict x, long n0, long n1, long cin, long h, long w, long th, long tw, long ld, long plane) {
+	long tiles = th * tw;
 	long ph = 2 * th + 2, pw = 2 * tw + 2; // the plane with a zero border: tiles need no bounds checks
 	float *pad = calloc(ph * pw, sizeof(float));
 	if (!pad) abort(); // as Go would on running out of memory
@@ -17,7 +17,7 @@ CLONES void wino_input_f32(float *restrict v, const float *restrict x, long n0, 
 			const float *xc = x + (n * cin + c) * h * w;
 			for (long iy = 0; iy < h; iy++)
 				for (long ix = 0; ix < w; ix++) pad[(iy + 1) * pw + ix + 1] = xc[iy * w + ix];
-			float *vc = v + c * p + (n - n0) * tiles;
+			float *vc = v + c * ld + (n - n0) * tiles;
 			for (long i = 0; i < th; i++) {
 				const float *r0 = pad + 2 * i * pw, *r1 = r0 + pw, *r2 = r1 + pw, *r3 = r2 + pw;
 				float *vt = vc + i * tw;
@@ -44,12 +44,12 @@ CLONES void wino_input_f32(float *restrict v, const float *restrict x, long n0, 
 	free(pad);
 }
 
-CLONES void wino_output_f32(float *restrict y, const float *restrict m, const float *restrict bias, long n0, long n1, long cout, long h, long w, long th, long tw) {
-	long tiles = th * tw, p = (n1 - n0) * tiles, plane = cout * p;
+CLONES void wino_output_f32(float *restrict y, const float *restrict m, const float *restrict bias, long n0, long n1, long cout, long h, long w, long th, long tw, long ld, long plane) {
+	long tiles = th * tw;
 	for (long n = n0; n < n1; n++) {
 		for (long c = 0; c < cout; c++) {
 			float *yc = y + (n * cout + c) * h * w;
-			const float *mc = m + c * p + (n - n0) * tiles;
+			const float *mc = m + c * ld + (n - n0) * tiles;
 			for (long i = 0; i < th; i++) {
 				for (long j = 0; j < tw; j++) {
 					long at = i * tw + j;
