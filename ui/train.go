@@ -352,10 +352,11 @@ func (t *trainScreen) pump(tr Training) {
 		case EventDone:
 			t.redrawPlot()
 			if last.Kind == EventStep {
-				t.showStats(last, "stopped")
+				state := "stopped"
 				if last.Step >= last.Steps {
-					t.showStats(last, "finished")
+					state = "finished"
 				}
+				t.showStats(last, state)
 			}
 			t.s.say("%s", ev.Message)
 		case EventError:
