@@ -14,6 +14,12 @@
 //     ops (package ops): Gorgonia's GroupNorm and SoftMax forward passes are
 //     wrong, and its convolution runs on gonum's pure-Go GEMM, 8× slower than
 //     OpenBLAS here.
+//   - Graphs run on our program (exec.go), not Gorgonia's TapeMachine: the
+//     TapeMachine keeps every value of the graph alive for the whole run (1.9
+//     GB for mnist at batch 64); the program plans one arena from the values'
+//     lifetimes (0.54 GB), which brought the peak memory of a training step
+//     from 1.31× PyTorch's to about half of it. Its results equal the
+//     TapeMachine's bit for bit (TestProgramMatchesTapeMachine).
 //   - Adam is ours, in TensorFlow's form (ε added to √v̂ after the bias
 //     correction folded into the step size, as the official TF code ran), with
 //     linear learning-rate warm-up and gradient clipping by global norm (the

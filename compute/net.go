@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"sync/atomic"
-	"unsafe"
 
 	G "gorgonia.org/gorgonia"
 
@@ -29,7 +27,7 @@ type UNet struct {
 // forward is a compiled graph for one batch size.
 type forward struct {
 	g     *G.ExprGraph
-	vm    G.VM
+	prog  *program
 	x     *G.Node // [N,C,H,W] input
 	temb  *G.Node // [N,ch] sinusoidal embedding of t
 	out   *G.Node // ε̂ [N,C,H,W]
@@ -83,10 +81,7 @@ func (u *UNet) WithWeights(data [][]float32) *UNet {
 
 // Close releases the compiled graphs.
 func (u *UNet) Close() {
-	for n, f := range u.eval {
-		f.vm.Close()
-		delete(u.eval, n)
-	}
+	clear(u.eval)
 }
 
 // build compiles the network for batch size n, with dropout and gradients when train is set.
@@ -109,7 +104,9 @@ func (u *UNet) build(n int, train bool, stop *atomic.Bool) (f *forward, err erro
 	f.out = b.unet(f.x, f.temb)
 	f.masks, f.flops = b.masks, b.flops
 	if !train {
-		f.vm = G.NewTapeMachine(g)
+		if f.prog, err = compile(g, f.out); err != nil {
+			return nil, fmt.Errorf("compile graph: %w", err)
+		}
 		return f, nil
 	}
 	f.eps = b.input("eps", n, c.OutCh, c.Resolution, c.Resolution)
@@ -123,7 +120,9 @@ func (u *UNet) build(n int, train bool, stop *atomic.Bool) (f *forward, err erro
 	if err != nil {
 		return nil, fmt.Errorf("gradients: %w", err)
 	}
-	f.vm = G.NewTapeMachine(g)
+	if f.prog, err = compile(g, append([]*G.Node{f.out, f.loss}, f.grads...)...); err != nil {
+		return nil, fmt.Errorf("compile graph: %w", err)
+	}
 	return f, nil
 }
 
@@ -131,26 +130,7 @@ func (u *UNet) build(n int, train bool, stop *atomic.Bool) (f *forward, err erro
 func (f *forward) run(x []float32, t []int, ch int) error {
 	copy(backing(f.x), x)
 	timestepEmbedding(t, ch, backing(f.temb))
-	rewind(f.vm)
-	return f.vm.RunAll()
-}
-
-// rewind makes a tape machine run again from its first instruction while
-// keeping its registers, so that every op writes into the buffer it filled in
-// the previous run (UsePreallocDo) instead of allocating and clearing a new
-// one. Gorgonia v0.9.18 only offers Reset, which also drops every register:
-// a training step then allocates all its activations and gradients afresh
-// (2.2 GB for mnist at batch 64, half of them garbage at any time). Its VM
-// keeps the instruction counter in the unexported field pc; if a later
-// Gorgonia lacks it, rewind falls back to Reset.
-func rewind(vm G.VM) {
-	if v := reflect.ValueOf(vm); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
-		if pc := v.Elem().FieldByName("pc"); pc.IsValid() && pc.Kind() == reflect.Int {
-			*(*int)(unsafe.Pointer(pc.UnsafeAddr())) = 0
-			return
-		}
-	}
-	vm.Reset()
+	return f.prog.run()
 }
 
 // checkShape reports whether a batch fits the model.
@@ -188,7 +168,7 @@ func (u *UNet) PredictEps(ctx context.Context, xt []float32, t []int, shape diff
 		if err := f.run(xt[lo*per:hi*per], t[lo:hi], u.Config.Ch); err != nil {
 			return nil, fmt.Errorf("forward pass: %w", err)
 		}
-		copy(out[lo*per:hi*per], backing(f.out))
+		copy(out[lo*per:hi*per], f.prog.float32s(f.out))
 	}
 	return out, nil
 }
@@ -202,6 +182,5 @@ func (u *UNet) ForwardFLOPs(n int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.vm.Close()
 	return f.flops, nil
 }

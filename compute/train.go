@@ -84,20 +84,16 @@ func (o OptimConfig) EMADecayAt(step int64) float64 {
 }
 
 // Prepare builds (once) the training graph for batches of n and estimates the memory a
-// training step needs: the bytes of every value in the graph, activations and gradients
-// (the tape machine keeps them all alive between steps), the parameters' copies, Adam's
-// moments and the EMA. Callers compare it with the memory available before the first
-// step, since running out of memory cannot be recovered from.
+// training step needs: the arena of activations and gradients its program planned, the
+// inputs and parameters bound to the graph, Adam's moments and the EMA. Callers compare
+// it with the memory available before the first step, since running out of memory
+// cannot be recovered from.
 func (t *Trainer) Prepare(n int) (int64, error) {
 	f, err := t.graph(n)
 	if err != nil {
 		return 0, err
 	}
-	var bytes int64
-	for _, node := range f.g.AllNodes() {
-		bytes += 4 * int64(node.Shape().TotalSize())
-	}
-	return bytes + 3*4*int64(t.Net.NumParams()), nil
+	return f.prog.arena + f.prog.args + 3*4*int64(t.Net.NumParams()), nil
 }
 
 // graph returns the training graph for batches of n, building it the first time.
@@ -137,13 +133,13 @@ func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusi
 		}
 		return diffusion.StepStats{}, fmt.Errorf("training step: %w", err)
 	}
-	loss := float64(f.loss.Value().Data().(float32))
+	loss := float64(f.prog.value(f.loss).Data().(float32))
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return diffusion.StepStats{Loss: loss}, fmt.Errorf("step %d: loss is %v; weights left unchanged (lower the learning rate?)", t.Step+1, loss)
 	}
 	grads := make([][]float32, len(f.grads))
 	for i, g := range f.grads {
-		grads[i] = backing(g)
+		grads[i] = f.prog.float32s(g)
 	}
 	norm := globalNorm(grads)
 	scale := 1.0
@@ -229,9 +225,6 @@ func (t *Trainer) SetRNGState(b []byte) error { return t.rng.UnmarshalBinary(b) 
 
 // Close releases the compiled graphs.
 func (t *Trainer) Close() {
-	for n, f := range t.train {
-		f.vm.Close()
-		delete(t.train, n)
-	}
+	clear(t.train)
 	t.Net.Close()
 }

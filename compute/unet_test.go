@@ -139,7 +139,7 @@ func TestGradientDirectional(t *testing.T) {
 	analytic := 0.0
 	for i, p := range net.Params {
 		dir[i] = randn(len(p.Data), uint64(100+i))
-		for j, g := range backing(f.grads[i]) {
+		for j, g := range f.prog.float32s(f.grads[i]) {
 			analytic += float64(g) * float64(dir[i][j])
 		}
 	}
@@ -159,7 +159,7 @@ func TestGradientDirectional(t *testing.T) {
 		if err := f.run(x, ts, net.Config.Ch); err != nil {
 			t.Fatal(err)
 		}
-		return float64(f.loss.Value().Data().(float32))
+		return float64(f.prog.value(f.loss).Data().(float32))
 	}
 	h := 1e-3
 	numeric := (loss(h) - loss(-h)) / (2 * h)

@@ -6,8 +6,8 @@
 // Every op works on Float32 and Float64 tensors in NCHW layout where a
 // layout applies, supports symbolic differentiation (gorgonia.SDOp) through
 // backward ops of its own (all but Conv2d and BatchedMatMul also automatic differentiation,
-// gorgonia.ADOp, for the LispMachine), and fills the output buffer a
-// TapeMachine hands it (UsePreallocDo).
+// gorgonia.ADOp, for the LispMachine), and fills the output buffer an executor
+// hands it (UsePreallocDo) whatever that buffer held before.
 package ops
 
 import (
