@@ -321,9 +321,18 @@ func dyColumns[T float](p convPlan, dy, tmp []T, n0, n1 int) []T {
 	return tmp
 }
 
-// convGradW computes dw = Σ_chunks dyT · colᵀ. Each goroutine sums its chunks
-// into a partial dw of its own, and the partials are added.
+// convGradW computes dw, the gradient of the weights.
 func convGradW[T float](p convPlan, x, dy, dw []T) {
+	if x32, ok := any(x).([]float32); ok && winogradOK(p) {
+		winogradGradW(p, x32, any(dy).([]float32), any(dw).([]float32))
+		return
+	}
+	im2colGradW(p, x, dy, dw)
+}
+
+// im2colGradW computes dw = Σ_chunks dyT · colᵀ. Each goroutine sums its chunks
+// into a partial dw of its own, and the partials are added.
+func im2colGradW[T float](p convPlan, x, dy, dw []T) {
 	partial := make([][]T, runtime.GOMAXPROCS(0)) // one per worker, each touched by its own goroutine only
 	partial[0] = dw
 	clear(dw)
@@ -357,8 +366,17 @@ func convGradW[T float](p convPlan, x, dy, dw []T) {
 	}
 }
 
-// convGradX computes dx = col2im(wᵀ · dyT).
+// convGradX computes dx, the gradient of the input.
 func convGradX[T float](p convPlan, w, dy, dx []T) {
+	if dy32, ok := any(dy).([]float32); ok && winogradOK(p) {
+		winogradGradX(p, any(w).([]float32), dy32, any(dx).([]float32))
+		return
+	}
+	im2colGradX(p, w, dy, dx)
+}
+
+// im2colGradX computes dx = col2im(wᵀ · dyT) (1×1: without columns).
+func im2colGradX[T float](p convPlan, w, dy, dx []T) {
 	if p.pointwise() { // dx_n = wᵀ · dy_n per image
 		parallelFor(p.n, func(lo, hi int) {
 			for n := lo; n < hi; n++ {

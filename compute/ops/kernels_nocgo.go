@@ -32,3 +32,7 @@ func winoInputC(v, x []float32, n0, n1, cin, h, w, th, tw, ld, plane int) { pani
 func winoOutputC(y, m, bias []float32, n0, n1, cout, h, w, th, tw, ld, plane int) {
 	panic("no C kernels")
 }
+
+func winoGradOutputC(m, dy []float32, n0, n1, cout, h, w, th, tw, ld, plane int) {
+	panic("no C kernels")
+}

@@ -1,11 +1,15 @@
 package ops
 
+import "sync"
+
 // Winograd F(2×2, 3×3) (Lavin & Gray 2016) computes a 3×3, stride-1, pad-1 convolution
 // from 4×4 input tiles with 16 products of K = Cin where im2col needs one with
 // K = 9·Cin per pixel: 2.25× fewer multiplications, and no 9-fold column matrix. Only the
-// float32 forward pass uses it (sampling, and the forward half of a training step); the
-// gradients stay on im2col, float64 too, so the finite-difference tests check the
-// definition while TestWinogradMatchesIm2col checks this against it.
+// float32 forward pass uses it (sampling, and the forward half of a training step), and the
+// float32 gradients: of the input, which is itself such a convolution (winogradGradX), and
+// of the weights, by the same transforms run backwards (winogradGradW). Float64 stays on
+// im2col, so the finite-difference tests check the definition while
+// TestWinogradMatchesIm2col and its two siblings check these against it.
 
 // winogradOK reports whether the convolution is one the Winograd path computes.
 func winogradOK(p convPlan) bool {
@@ -63,6 +67,85 @@ func winogradForward(p convPlan, x, w, b, y []float32) {
 			winoOutputC(y, m, b, n0, n1, p.cout, p.oh, p.ow, th, tw, ld, planeM)
 		}
 	})
+}
+
+// winogradGradX computes dx for a winogradOK plan. With stride 1 and padding 1 on every
+// side, the gradient of the input is the same kind of convolution: of dy, padded by
+// 3 − 1 − 1 = 1, with the weights w̃[ci, co] = w[co, ci] turned by 180°, and no bias.
+func winogradGradX(p convPlan, w, dy, dx []float32) {
+	wt := scratch[float32](len(w))
+	defer release(wt)
+	for o := range p.cout {
+		for c := range p.cin {
+			src, dst := w[(o*p.cin+c)*9:][:9], wt[(c*p.cout+o)*9:][:9]
+			for k, v := range src {
+				dst[8-k] = v
+			}
+		}
+	}
+	q := p
+	q.cin, q.cout, q.h, q.w, q.oh, q.ow = p.cout, p.cin, p.oh, p.ow, p.h, p.w
+	q.kk, q.ohw = 9*q.cin, q.oh*q.ow
+	zero := scratch[float32](p.cin)
+	defer release(zero)
+	clear(zero)
+	winogradForward(q, dy, wt, zero, dx)
+}
+
+// winogradGradW computes dw for a winogradOK plan. The forward pass is
+// Y = Aᵀ[U ⊙ V]A per tile with U = G g Gᵀ and V = Bᵀ d B, so
+// dU = Σ_tiles (A dY Aᵀ) ⊙ V, one product per ξ over all tiles: dU[ξ] [cout, cin] =
+// M′[ξ] [cout, P] · V[ξ]ᵀ, and then dw = Gᵀ dU G. Each goroutine sums its chunks into
+// a dU of its own; the sums are added before the last transform.
+func winogradGradW(p convPlan, x, dy, dw []float32) {
+	th, tw := (p.oh+1)/2, (p.ow+1)/2
+	tiles := th * tw
+	imgs := max(1, (minCols+tiles-1)/tiles)
+	chunks := (p.n + imgs - 1) / imgs
+	ld := imgs*tiles + 16
+	planeV, planeM := offsetPlane(p.cin*ld), offsetPlane(p.cout*ld)
+	size := p.cout * p.cin
+	var mu sync.Mutex
+	var sums [][]float32
+	parallelFor(chunks, func(lo, hi int) {
+		v, m, du := scratch[float32](16*planeV), scratch[float32](16*planeM), scratch[float32](16*size)
+		defer release(v, m)
+		clear(du)
+		for c := lo; c < hi; c++ {
+			n0 := c * imgs
+			n1 := min(n0+imgs, p.n)
+			pp := (n1 - n0) * tiles
+			winoInputC(v, x, n0, n1, p.cin, p.h, p.w, th, tw, ld, planeV)
+			winoGradOutputC(m, dy, n0, n1, p.cout, p.oh, p.ow, th, tw, ld, planeM)
+			for xi := range 16 {
+				gemmSerial(false, true, p.cout, p.cin, pp, 1, m[xi*planeM:], ld, v[xi*planeV:], ld, 1, du[xi*size:], p.cin)
+			}
+		}
+		mu.Lock()
+		sums = append(sums, du)
+		mu.Unlock()
+	})
+	du := sums[0]
+	for _, s := range sums[1:] {
+		addSlice(du, s)
+		release(s)
+	}
+	for i := range size { // dw = Gᵀ dU G, G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]
+		var t [3][4]float32 // Gᵀ dU
+		for s := range 4 {
+			d0, d1, d2, d3 := du[(0+s)*size+i], du[(4+s)*size+i], du[(8+s)*size+i], du[(12+s)*size+i]
+			t[0][s] = d0 + 0.5*(d1+d2)
+			t[1][s] = 0.5 * (d1 - d2)
+			t[2][s] = 0.5*(d1+d2) + d3
+		}
+		g := dw[i*9:][:9]
+		for k := range 3 { // (Gᵀ dU) G
+			g[3*k+0] = t[k][0] + 0.5*(t[k][1]+t[k][2])
+			g[3*k+1] = 0.5 * (t[k][1] - t[k][2])
+			g[3*k+2] = 0.5*(t[k][1]+t[k][2]) + t[k][3]
+		}
+	}
+	release(du)
 }
 
 // offsetPlane rounds n floats up to whole 4 KiB pages plus 128 bytes.

@@ -72,3 +72,41 @@ CLONES void wino_output_f32(float *restrict y, const float *restrict m, const fl
 		}
 	}
 }
+
+// wino_grad_output_f32 is the adjoint of wino_output_f32 (bias aside): it turns the 2×2
+// tiles of dy into the 16 matrices A dY Aᵀ [cout, P], the gradient of the products M.
+// Pixels past the image's right or bottom edge count as zero.
+CLONES void wino_grad_output_f32(float *restrict m, const float *restrict dy, long n0, long n1, long cout, long h, long w, long th, long tw, long ld, long plane) {
+	long tiles = th * tw;
+	for (long n = n0; n < n1; n++) {
+		for (long c = 0; c < cout; c++) {
+			const float *dc = dy + (n * cout + c) * h * w;
+			float *mc = m + c * ld + (n - n0) * tiles;
+			for (long i = 0; i < th; i++) {
+				for (long j = 0; j < tw; j++) {
+					float d[2][2] = {{0, 0}, {0, 0}};
+					for (long r = 0; r < 2; r++) {
+						long oy = 2 * i + r;
+						if (oy >= h) continue;
+						d[r][0] = dc[oy * w + 2 * j];
+						if (2 * j + 1 < w) d[r][1] = dc[oy * w + 2 * j + 1];
+					}
+					float a[4][2]; // A dY, A = [[1,0],[1,1],[1,−1],[0,−1]]
+					for (long s = 0; s < 2; s++) {
+						a[0][s] = d[0][s];
+						a[1][s] = d[0][s] + d[1][s];
+						a[2][s] = d[0][s] - d[1][s];
+						a[3][s] = -d[1][s];
+					}
+					float *mt = mc + i * tw + j;
+					for (long r = 0; r < 4; r++) { // (A dY) Aᵀ
+						mt[(4 * r + 0) * plane] = a[r][0];
+						mt[(4 * r + 1) * plane] = a[r][0] + a[r][1];
+						mt[(4 * r + 2) * plane] = a[r][0] - a[r][1];
+						mt[(4 * r + 3) * plane] = -a[r][1];
+					}
+				}
+			}
+		}
+	}
+}
