@@ -204,7 +204,7 @@ func (b *builder) add(x, y *G.Node) *G.Node {
 	if b.spec() {
 		return nil
 	}
-	return b.must(G.Add(x, y))
+	return b.must(ops.Add(x, y))
 }
 
 // dropout multiplies by a mask the trainer draws each step (0 or 1/(1−p)); identity when not training.

@@ -285,6 +285,24 @@ func TestAddChannels(t *testing.T) {
 	requireGrad(t, f, 200, 1e-6, h, tt)
 }
 
+func TestAdd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 12))
+	a, b := randTensor(rng, 0, 1, 2, 3, 4, 5), randTensor(rng, 0, 1, 2, 3, 4, 5)
+	want := append([]float64(nil), a.Float64s()...)
+	for i, v := range b.Float64s() {
+		want[i] += v
+	}
+	f := func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Add(in[0], in[1]) }
+	checkForward(t, f, a.Shape(), want, a, b)
+	requireGrad(t, f, 200, 1e-6, a, b)
+	big := randTensor(rng, 0, 1, 3, 50000) // several blocks, the last one short
+	want = append([]float64(nil), big.Float64s()...)
+	for i := range want {
+		want[i] *= 2
+	}
+	checkForward(t, f, big.Shape(), want, big, big)
+}
+
 func TestConcatChannels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	a, b := randTensor(rng, 0, 1, 2, 3, 2, 2), randTensor(rng, 0, 1, 2, 1, 2, 2)

@@ -19,7 +19,13 @@ func winogradOK(p convPlan) bool {
 // winogradFilters returns U[ξ] = (G g Gᵀ)[ξ] as 16 matrices [cout, cin] of the weights w [cout, cin, 3, 3].
 func winogradFilters(w []float32, cout, cin int) []float32 {
 	u := make([]float32, 16*cout*cin)
-	for o := range cout {
+	parallelFor(cout, func(lo, hi int) { winogradFilterRows(u, w, cout, cin, lo, hi) })
+	return u
+}
+
+// winogradFilterRows fills the part of U that output channels [lo, hi) own.
+func winogradFilterRows(u, w []float32, cout, cin, lo, hi int) {
+	for o := lo; o < hi; o++ {
 		for c := range cin {
 			g := w[(o*cin+c)*9:][:9]
 			var t [4][3]float32 // G g
@@ -37,7 +43,6 @@ func winogradFilters(w []float32, cout, cin int) []float32 {
 			}
 		}
 	}
-	return u
 }
 
 // winogradForward computes y = conv(x, w) + b for a winogradOK plan.
