@@ -1,7 +1,7 @@
 // Package ops holds the custom Gorgonia operations of the DDPM U-Net:
 // convolution on BLAS, group normalisation (optionally fused with swish), swish,
-// nearest-neighbour upsampling, a numerically stable softmax and a batched matrix
-// product.
+// nearest-neighbour upsampling, a numerically stable softmax, a batched matrix
+// product and a parallel elementwise sum.
 //
 // Every op works on Float32 and Float64 tensors in NCHW layout where a
 // layout applies, supports symbolic differentiation (gorgonia.SDOp) through
