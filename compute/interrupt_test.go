@@ -2,6 +2,8 @@ package compute
 
 import (
 	"errors"
+	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -129,5 +131,60 @@ func TestPrepareEstimate(t *testing.T) {
 	}
 	if b8 > all {
 		t.Errorf("estimate %d bytes at batch 8, more than the %d of every value in the graph", b8, all)
+	}
+}
+
+// TestDropoutMasks: the masks hold 0 with probability p (within four standard
+// deviations) and 1/(1−p) elsewhere, change from step to step, and follow from the
+// trainer's seed alone.
+func TestDropoutMasks(t *testing.T) {
+	const p = 0.1
+	masks := func(seed uint64) [][]float32 {
+		tr := NewTrainer(tinyNet(t, p), DefaultOptim(), seed)
+		defer tr.Close()
+		f, err := tr.graph(20) // masks of several blocks, the last one short
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(backing(f.masks[0])); n <= 2*maskBlock || n%maskBlock == 0 {
+			t.Fatalf("the first mask has %d values; the test wants more than two blocks and a short last one", n)
+		}
+		var out [][]float32
+		for range 2 {
+			tr.fillMasks(f)
+			for _, m := range f.masks {
+				out = append(out, append([]float32(nil), backing(m)...))
+			}
+		}
+		return out
+	}
+	a, b, c := masks(1), masks(1), masks(2)
+	zeros, total := 0, 0
+	for i, m := range a {
+		if !slices.Equal(m, b[i]) {
+			t.Fatalf("mask %d differs between two trainers with seed 1", i)
+		}
+		if slices.Equal(m, c[i]) {
+			t.Errorf("mask %d is the same for seeds 1 and 2", i)
+		}
+		for _, v := range m {
+			switch v {
+			case 0:
+				zeros++
+			case float32(1 / (1 - p)):
+			default:
+				t.Fatalf("mask value %v", v)
+			}
+		}
+		total += len(m)
+	}
+	half := len(a) / 2
+	if slices.Equal(a[0], a[half]) {
+		t.Error("the first mask is the same at two steps")
+	}
+	sd := math.Sqrt(float64(total) * p * (1 - p))
+	t.Logf("%d zeros in %d values (expected %.0f ± %.0f)", zeros, total, p*float64(total), sd)
+	if math.Abs(float64(zeros)-p*float64(total)) > 4*sd {
+		t.Errorf("%d zeros in %d values, expected %.0f ± %.0f", zeros, total, p*float64(total), sd)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ddpm-studio/ddpm-studio/compute/ops"
@@ -153,19 +155,49 @@ func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusi
 	return diffusion.StepStats{Loss: loss, GradNorm: norm, LR: lr}, nil
 }
 
-// fillMasks draws the dropout masks: 0 with probability p, else 1/(1−p).
+// fillMasks draws the dropout masks: 0 with probability p, else 1/(1−p). Each mask
+// takes one number from the trainer's stream as the seed of its own generators, one
+// per block of maskBlock values, so that the cores fill the blocks in parallel and the
+// masks still follow from the stream alone (a resumed run draws the same ones).
 func (t *Trainer) fillMasks(f *forward) {
 	p := t.Net.Config.Dropout
 	keep := float32(1 / (1 - p))
-	r := rand.New(t.rng)
+	drop := uint32(min(math.Round(p*(1<<32)), math.MaxUint32)) // u < drop with probability p, u uniform on 32 bits
 	for _, m := range f.masks {
 		d := backing(m)
-		for i := range d {
-			if r.Float64() < p {
-				d[i] = 0
-			} else {
-				d[i] = keep
-			}
+		seed := t.rng.Uint64()
+		blocks := (len(d) + maskBlock - 1) / maskBlock
+		workers := min(runtime.GOMAXPROCS(0), blocks)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := w; b < blocks; b += workers {
+					fillMaskBlock(d[b*maskBlock:min((b+1)*maskBlock, len(d))], rand.NewPCG(seed, uint64(b)), drop, keep)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// maskBlock is the number of mask values drawn from one generator.
+const maskBlock = 1 << 16
+
+// fillMaskBlock sets each value of d to 0 or keep, two values per 64 random bits.
+func fillMaskBlock(d []float32, r *rand.PCG, drop uint32, keep float32) {
+	pick := func(u uint32) float32 {
+		if u < drop {
+			return 0
+		}
+		return keep
+	}
+	for i := 0; i < len(d); i += 2 {
+		u := r.Uint64()
+		d[i] = pick(uint32(u))
+		if i+1 < len(d) {
+			d[i+1] = pick(uint32(u >> 32))
 		}
 	}
 }
