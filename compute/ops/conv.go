@@ -395,17 +395,27 @@ func im2colGradX[T float](p convPlan, w, dy, dx []T) {
 	})
 }
 
-// convGradB computes db[c] = Σ_{n,pixels} dy[n,c,·].
+// convGradB computes db[c] = Σ_{n,pixels} dy[n,c,·], the channels spread over the cores.
 func convGradB[T float](n, cout, ohw int, dy, db []T) {
-	for c := range cout {
-		var s float64
-		for i := range n {
-			for _, v := range dy[(i*cout+c)*ohw:][:ohw] {
-				s += float64(v)
+	parallelFor(cout, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			var s [4]float64 // four sums, so that the additions need not wait for each other
+			for i := range n {
+				plane := dy[(i*cout+c)*ohw:][:ohw]
+				j := 0
+				for ; j+4 <= len(plane); j += 4 {
+					s[0] += float64(plane[j])
+					s[1] += float64(plane[j+1])
+					s[2] += float64(plane[j+2])
+					s[3] += float64(plane[j+3])
+				}
+				for ; j < len(plane); j++ {
+					s[0] += float64(plane[j])
+				}
 			}
+			db[c] = T(s[0] + s[1] + s[2] + s[3])
 		}
-		db[c] = T(s)
-	}
+	})
 }
 
 // conv2dOp is y = conv(x, w) + b.
