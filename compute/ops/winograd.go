@@ -4,12 +4,12 @@ import "sync"
 
 // Winograd F(2×2, 3×3) (Lavin & Gray 2016) computes a 3×3, stride-1, pad-1 convolution
 // from 4×4 input tiles with 16 products of K = Cin where im2col needs one with
-// K = 9·Cin per pixel: 2.25× fewer multiplications, and no 9-fold column matrix. Only the
-// float32 forward pass uses it (sampling, and the forward half of a training step), and the
-// float32 gradients: of the input, which is itself such a convolution (winogradGradX), and
-// of the weights, by the same transforms run backwards (winogradGradW). Float64 stays on
-// im2col, so the finite-difference tests check the definition while
-// TestWinogradMatchesIm2col and its two siblings check these against it.
+// K = 9·Cin per pixel: 2.25× fewer multiplications, and no 9-fold column matrix. Float32
+// convolutions use it for the forward pass (sampling, and the first half of a training
+// step) and for both gradients: of the input, which is itself such a convolution
+// (winogradGradX), and of the weights, by the same transforms run backwards
+// (winogradGradW). Float64 stays on im2col, so the finite-difference tests check the
+// definition while TestWinogradMatchesIm2col and its two siblings check these against it.
 
 // winogradOK reports whether the convolution is one the Winograd path computes.
 func winogradOK(p convPlan) bool {
@@ -130,6 +130,10 @@ func winogradGradW(p convPlan, x, dy, dw []float32) {
 		sums = append(sums, du)
 		mu.Unlock()
 	})
+	if len(sums) == 0 { // no images
+		clear(dw)
+		return
+	}
 	du := sums[0]
 	for _, s := range sums[1:] {
 		addSlice(du, s)
