@@ -45,31 +45,46 @@ func winogradFilterRows(u, w []float32, cout, cin, lo, hi int) {
 	}
 }
 
+// winoChunks is how a winogradOK plan's tiles are laid out and its images split into
+// chunks: th×tw tiles per image, imgs images per chunk. The 16 matrices are planeV
+// (planeM) floats apart and their rows ld: neither stride may be a multiple of 4 KiB, or
+// the 16 streams that the transforms read and write fall into the same cache sets (with
+// 32×32 images Winograd ran 1.6× slower than im2col until they were offset).
+type winoChunks struct {
+	th, tw, tiles, imgs, chunks, ld, planeV, planeM int
+}
+
+func newWinoChunks(p convPlan) winoChunks {
+	c := winoChunks{th: (p.oh + 1) / 2, tw: (p.ow + 1) / 2}
+	c.tiles = c.th * c.tw
+	c.imgs = winoImages(c.tiles, p.cin, p.cout)
+	c.chunks = (p.n + c.imgs - 1) / c.imgs
+	c.ld = c.imgs*c.tiles + 16
+	c.planeV, c.planeM = offsetPlane(p.cin*c.ld), offsetPlane(p.cout*c.ld)
+	return c
+}
+
+// images returns chunk i's first image, one past its last, and its number of tiles.
+func (c winoChunks) images(i, n int) (n0, n1, tiles int) {
+	n0 = i * c.imgs
+	n1 = min(n0+c.imgs, n)
+	return n0, n1, (n1 - n0) * c.tiles
+}
+
 // winogradForward computes y = conv(x, w) + b for a winogradOK plan.
 func winogradForward(p convPlan, x, w, b, y []float32) {
-	th, tw := (p.oh+1)/2, (p.ow+1)/2
-	tiles := th * tw
-	imgs := winoImages(tiles, p.cin, p.cout)
-	chunks := (p.n + imgs - 1) / imgs
-	// The 16 matrices are planeV (planeM) floats apart and their rows ld: neither stride
-	// may be a multiple of 4 KiB, or the 16 streams that the transforms read and write
-	// fall into the same cache sets (with 32×32 images Winograd ran 1.6× slower than
-	// im2col until they were offset).
-	ld := imgs*tiles + 16
-	planeV, planeM := offsetPlane(p.cin*ld), offsetPlane(p.cout*ld)
+	k := newWinoChunks(p)
 	u := winogradFilters(w, p.cout, p.cin)
-	parallelFor(chunks, func(lo, hi int) {
-		v, m := scratch[float32](16*planeV), scratch[float32](16*planeM)
+	parallelFor(k.chunks, func(lo, hi int) {
+		v, m := scratch[float32](16*k.planeV), scratch[float32](16*k.planeM)
 		defer release(v, m)
 		for c := lo; c < hi; c++ {
-			n0 := c * imgs
-			n1 := min(n0+imgs, p.n)
-			pp := (n1 - n0) * tiles
-			winoInputC(v, x, n0, n1, p.cin, p.h, p.w, th, tw, ld, planeV)
+			n0, n1, pp := k.images(c, p.n)
+			winoInputC(v, x, n0, n1, p.cin, p.h, p.w, k.th, k.tw, k.ld, k.planeV)
 			for xi := range 16 {
-				gemmSerial(false, false, p.cout, pp, p.cin, 1, u[xi*p.cout*p.cin:], p.cin, v[xi*planeV:], ld, 0, m[xi*planeM:], ld)
+				gemmSerial(false, false, p.cout, pp, p.cin, 1, u[xi*p.cout*p.cin:], p.cin, v[xi*k.planeV:], k.ld, 0, m[xi*k.planeM:], k.ld)
 			}
-			winoOutputC(y, m, b, n0, n1, p.cout, p.oh, p.ow, th, tw, ld, planeM)
+			winoOutputC(y, m, b, n0, n1, p.cout, p.oh, p.ow, k.th, k.tw, k.ld, k.planeM)
 		}
 	})
 }
@@ -103,27 +118,20 @@ func winogradGradX(p convPlan, w, dy, dx []float32) {
 // M′[ξ] [cout, P] · V[ξ]ᵀ, and then dw = Gᵀ dU G. Each goroutine sums its chunks into
 // a dU of its own; the sums are added before the last transform.
 func winogradGradW(p convPlan, x, dy, dw []float32) {
-	th, tw := (p.oh+1)/2, (p.ow+1)/2
-	tiles := th * tw
-	imgs := winoImages(tiles, p.cin, p.cout)
-	chunks := (p.n + imgs - 1) / imgs
-	ld := imgs*tiles + 16
-	planeV, planeM := offsetPlane(p.cin*ld), offsetPlane(p.cout*ld)
+	k := newWinoChunks(p)
 	size := p.cout * p.cin
 	var mu sync.Mutex
 	var sums [][]float32
-	parallelFor(chunks, func(lo, hi int) {
-		v, m, du := scratch[float32](16*planeV), scratch[float32](16*planeM), scratch[float32](16*size)
+	parallelFor(k.chunks, func(lo, hi int) {
+		v, m, du := scratch[float32](16*k.planeV), scratch[float32](16*k.planeM), scratch[float32](16*size)
 		defer release(v, m)
 		clear(du)
 		for c := lo; c < hi; c++ {
-			n0 := c * imgs
-			n1 := min(n0+imgs, p.n)
-			pp := (n1 - n0) * tiles
-			winoInputC(v, x, n0, n1, p.cin, p.h, p.w, th, tw, ld, planeV)
-			winoGradOutputC(m, dy, n0, n1, p.cout, p.oh, p.ow, th, tw, ld, planeM)
+			n0, n1, pp := k.images(c, p.n)
+			winoInputC(v, x, n0, n1, p.cin, p.h, p.w, k.th, k.tw, k.ld, k.planeV)
+			winoGradOutputC(m, dy, n0, n1, p.cout, p.oh, p.ow, k.th, k.tw, k.ld, k.planeM)
 			for xi := range 16 {
-				gemmSerial(false, true, p.cout, p.cin, pp, 1, m[xi*planeM:], ld, v[xi*planeV:], ld, 1, du[xi*size:], p.cin)
+				gemmSerial(false, true, p.cout, p.cin, pp, 1, m[xi*k.planeM:], k.ld, v[xi*k.planeV:], k.ld, 1, du[xi*size:], p.cin)
 			}
 		}
 		mu.Lock()
