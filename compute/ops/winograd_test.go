@@ -29,10 +29,7 @@ func TestWinogradMatchesIm2col(t *testing.T) {
 		got, want := make([]float32, n*cout*h*w), make([]float32, n*cout*h*w)
 		winogradForward(p, x, wt, b, got)
 		im2colForward(p, x, wt, b, want)
-		var worst float64
-		for i := range want {
-			worst = max(worst, math.Abs(float64(got[i]-want[i]))/max(1, math.Abs(float64(want[i]))))
-		}
+		worst := elemRelDiff(got, want)
 		t.Logf("%v: max relative difference %.2g", s, worst)
 		if worst > 1e-5 {
 			t.Errorf("%v: Winograd and im2col differ by %.3g", s, worst)
@@ -58,10 +55,7 @@ func TestWinogradGradXMatchesIm2col(t *testing.T) {
 		got, want := randF32(rng, n*cin*h*w), randF32(rng, n*cin*h*w) // garbage the ops must overwrite
 		convGradX(p, wt, dy, got)
 		im2colGradX(p, wt, dy, want)
-		var worst float64
-		for i := range want {
-			worst = max(worst, math.Abs(float64(got[i]-want[i]))/max(1, math.Abs(float64(want[i]))))
-		}
+		worst := elemRelDiff(got, want)
 		t.Logf("%v: max relative difference %.2g", s, worst)
 		if worst > 1e-5 {
 			t.Errorf("%v: Winograd and im2col gradients differ by %.3g", s, worst)
@@ -99,6 +93,16 @@ func TestWinogradGradWMatchesIm2col(t *testing.T) {
 			t.Errorf("%v: Winograd and im2col weight gradients differ by %.3g of the largest", s, worst)
 		}
 	}
+}
+
+// elemRelDiff is the largest |got − want| / max(1, |want|) over the elements (maxRelDiff
+// divides by the largest |want| instead).
+func elemRelDiff(got, want []float32) float64 {
+	var worst float64
+	for i := range want {
+		worst = max(worst, math.Abs(float64(got[i]-want[i]))/max(1, math.Abs(float64(want[i]))))
+	}
+	return worst
 }
 
 func randF32(rng *rand.Rand, n int) []float32 {
