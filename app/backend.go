@@ -1,33 +1,27 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"reflect"
-	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/dataset"
-	"github.com/ddpm-studio/ddpm-studio/diffusion"
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/run"
 	"github.com/ddpm-studio/ddpm-studio/ui"
 )
 
 // thumbCount is how many images LoadDataset returns for the thumbnail strip.
 const thumbCount = 32
 
-// backend is the engine behind the window (ui.Backend): datasets, training sessions on
-// a goroutine each, sampling and the runs folder.
+// backend is the window's engine (ui.Backend): a thin adapter from the window's
+// requests and types to package run's, with the dataset it loaded last kept for the
+// training that follows.
 type backend struct {
 	runsDir string
 	log     io.Writer // one line per notable event, for people reading the terminal
@@ -35,11 +29,11 @@ type backend struct {
 	mu     sync.Mutex
 	cached *dataset.Dataset // the dataset loaded last, reused by a training on the same data
 	key    string           // what cached was loaded from
-	active map[*guiTraining]bool
+	active map[*training]bool
 }
 
 func newBackend(runsDir string, log io.Writer) *backend {
-	return &backend{runsDir: runsDir, log: log, active: map[*guiTraining]bool{}}
+	return &backend{runsDir: runsDir, log: log, active: map[*training]bool{}}
 }
 
 // Presets lists the model presets.
@@ -55,6 +49,14 @@ func (b *backend) Presets() []ui.Preset {
 	return out
 }
 
+// Defaults are run.DefaultOptions as the Train screen's fields.
+func (b *backend) Defaults() ui.TrainRequest {
+	d := run.DefaultOptions()
+	cfg, _ := d.Model.Config(0)
+	return ui.TrainRequest{Data: ui.DataSpec{Folder: d.Data}, Preset: d.Model.Preset, Size: cfg.Resolution, Batch: d.Batch,
+		LR: d.LR, Steps: d.Steps, EMA: d.EMA, Schedule: d.Schedule, PreviewEvery: d.PreviewEvery}
+}
+
 // DefaultRunsDir is where new runs are made.
 func (b *backend) DefaultRunsDir() string { return b.runsDir }
 
@@ -63,41 +65,23 @@ func dataKey(spec ui.DataSpec, size, channels int) string {
 	return fmt.Sprintf("%s|%s|%d|%d", spec.Folder, strings.Join(spec.Files, "\x00"), size, channels)
 }
 
-// load loads spec, or returns the cached dataset loaded from the same spec.
-func (b *backend) load(spec ui.DataSpec, size, channels int, progress func(done, total int)) (*dataset.Dataset, error) {
-	key := dataKey(spec, size, channels)
-	b.mu.Lock()
-	if b.cached != nil && b.key == key {
-		ds := b.cached
-		b.mu.Unlock()
-		return ds, nil
-	}
-	b.mu.Unlock()
-	opt := dataset.Options{Size: size, Channels: channels, Progress: progress}
-	var ds *dataset.Dataset
-	var err error
-	if len(spec.Files) > 0 {
-		ds, err = dataset.LoadFiles(spec.Files, opt)
-	} else {
-		ds, err = dataset.Load(spec.Folder, opt)
-	}
-	if err != nil {
-		return nil, err
-	}
-	b.mu.Lock()
-	b.cached, b.key = ds, key
-	b.mu.Unlock()
-	return ds, nil
-}
-
 // LoadDataset loads a dataset at the given size and describes it.
 func (b *backend) LoadDataset(ctx context.Context, spec ui.DataSpec, size int, progress func(done, total int)) (ui.DatasetInfo, error) {
-	ds, err := b.load(spec, size, 0, progress)
-	if err != nil {
-		return ui.DatasetInfo{}, err
+	key := dataKey(spec, size, 0)
+	b.mu.Lock()
+	ds := b.cached
+	if b.key != key {
+		ds = nil
 	}
-	if err := ctx.Err(); err != nil {
-		return ui.DatasetInfo{}, err
+	b.mu.Unlock()
+	if ds == nil {
+		var err error
+		if ds, err = run.LoadData(ctx, spec.Folder, spec.Files, size, 0, progress); err != nil {
+			return ui.DatasetInfo{}, err
+		}
+		b.mu.Lock()
+		b.cached, b.key = ds, key
+		b.mu.Unlock()
 	}
 	info := ui.DatasetInfo{Source: ds.Source, Spec: spec, Count: ds.N, Size: ds.H, Channels: ds.C}
 	if spec.Folder == "mnist" {
@@ -117,193 +101,250 @@ func (b *backend) LoadDataset(ctx context.Context, spec ui.DataSpec, size int, p
 	return info, nil
 }
 
-// Runs lists the run folders with a checkpoint, newest first.
-func (b *backend) Runs() ([]ui.RunInfo, error) {
-	entries, err := os.ReadDir(b.runsDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+// trainOptions are a Train-screen request as run.Options: the defaults with the
+// request's fields. A field left zero is not given (a request from the form has them
+// all; on a resumed run its model fields are the run's own and locked); an EMA decay of
+// 0, which disables the EMA, counts when the request has a batch size, as the form's do.
+func trainOptions(req ui.TrainRequest) run.Options {
+	o := run.DefaultOptions()
+	o.Given = map[string]bool{}
+	set := func(name string, ok bool) bool {
+		o.Given[name] = ok
+		return ok
 	}
-	if err != nil {
-		return nil, fmt.Errorf("runs folder %s: %w", b.runsDir, err)
+	if set(run.OptData, req.Data.Folder != "" || len(req.Data.Files) > 0) {
+		o.Data, o.DataFiles = req.Data.Folder, req.Data.Files
 	}
-	var runs []ui.RunInfo
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(b.runsDir, e.Name())
-		if r, ok := runInfo(dir); ok {
-			runs = append(runs, r)
-		}
+	if set(run.OptPreset, req.Preset != "") {
+		o.Model.Preset = req.Preset
 	}
-	slices.SortFunc(runs, func(a, b ui.RunInfo) int { return b.Updated.Compare(a.Updated) })
-	return runs, nil
+	if set(run.OptImageSize, req.Size != 0) {
+		size := req.Size
+		o.Model.ImageSize = &size
+	}
+	if set(run.OptBatch, req.Batch != 0) {
+		o.Batch = req.Batch
+	}
+	if set(run.OptLR, req.LR != 0) {
+		o.LR = req.LR
+	}
+	if set(run.OptSteps, req.Steps != 0) {
+		o.Steps = req.Steps
+	}
+	if set(run.OptEMA, req.EMA != 0 || req.Batch != 0) {
+		o.EMA = req.EMA
+	}
+	if set(run.OptSchedule, req.Schedule != "") {
+		o.Schedule = req.Schedule
+	}
+	o.PreviewEvery = req.PreviewEvery
+	return o
 }
 
-// runInfo describes the run in dir from its newest checkpoint's state (not its weights).
-func runInfo(dir string) (ui.RunInfo, bool) {
-	ckpt := compute.LatestCheckpoint(dir)
-	if ckpt == "" {
-		return ui.RunInfo{}, false
+// StartTraining opens the run (resuming it if it has a checkpoint), loads its data and
+// starts training on a goroutine of its own.
+func (b *backend) StartTraining(req ui.TrainRequest) (ui.Training, error) {
+	opts := trainOptions(req)
+	// A run on the dataset the window loaded last reuses it instead of reading it again.
+	b.mu.Lock()
+	if b.cached != nil && b.key == dataKey(req.Data, req.Size, 0) {
+		opts.Loaded = b.cached
 	}
-	st, err := compute.ReadState(ckpt)
-	if err != nil {
-		return ui.RunInfo{}, false
-	}
-	var app runState
-	_ = json.Unmarshal(st.Extra, &app) // an imported run has none
-	if app.Preset == "" {
-		app.Preset = presetOf(st.Config)
-	}
-	r := ui.RunInfo{Dir: dir, Name: filepath.Base(dir), Step: st.Step, Preset: app.Preset, Size: st.Config.Resolution,
-		Channels: st.Config.InChannels, Data: app.Data}
-	if info, err := os.Stat(ckpt); err == nil {
-		r.Updated = info.ModTime()
-	}
-	r.Settings = ui.TrainRequest{Run: dir, Preset: app.Preset, Size: st.Config.Resolution, Batch: app.Batch,
-		LR: st.Optim.LR, Steps: app.Steps, EMA: st.Optim.EMADecay, Schedule: app.Schedule}
-	return r, true
-}
-
-// presetOf names the preset a configuration was made from (runs older than the preset
-// field, and imported ones), or "" if none matches.
-func presetOf(c compute.Config) string {
-	for _, name := range compute.PresetNames() {
-		p, err := compute.PresetConfig(name)
-		if err != nil {
-			continue
-		}
-		p.Resolution, p.InChannels, p.OutCh = c.Resolution, c.InChannels, c.OutCh // size and channels follow the data
-		if reflect.DeepEqual(p, c) {
-			return name
-		}
-	}
-	return ""
-}
-
-// Gallery lists the sample grids of a run (RUN/samples/step-N.png), newest first.
-func (b *backend) Gallery(run string) ([]ui.GalleryItem, error) {
-	paths, err := filepath.Glob(filepath.Join(run, "samples", "step-*.png"))
+	b.mu.Unlock()
+	s, err := run.Open(context.Background(), req.Run, opts)
 	if err != nil {
 		return nil, err
 	}
-	var items []ui.GalleryItem
-	for _, p := range paths {
-		var step int64
-		if _, err := fmt.Sscanf(filepath.Base(p), "step-%d.png", &step); err != nil {
-			continue
-		}
-		it := ui.GalleryItem{Path: p, Step: step}
-		if info, err := os.Stat(p); err == nil {
-			it.Time = info.ModTime()
-		}
-		items = append(items, it)
+	g := &training{s: s, req: req, log: b.log, events: make(chan ui.TrainEvent, 64), saved: make(chan struct{})}
+	b.mu.Lock()
+	b.active[g] = true
+	b.mu.Unlock()
+	go func() {
+		g.run()
+		b.mu.Lock()
+		delete(b.active, g)
+		b.mu.Unlock()
+	}()
+	return g, nil
+}
+
+// stopAll stops every training and waits (up to a minute) until each has written its
+// checkpoint: the application calls it after the window is gone, however it went.
+func (b *backend) stopAll() {
+	b.mu.Lock()
+	var all []*training
+	for g := range b.active {
+		all = append(all, g)
 	}
-	slices.SortFunc(items, func(a, b ui.GalleryItem) int { return int(b.Step - a.Step) })
-	return items, nil
-}
-
-// frame turns a sampler's progress into a ui frame (sharing its buffers).
-func frame(p diffusion.Progress, s diffusion.Shape) ui.Frame {
-	im := func(d []float32) ui.Images { return ui.Images{Data: d, N: s.N, C: s.C, H: s.H, W: s.W} }
-	return ui.Frame{Step: p.Step, Steps: p.Steps, T: p.T, Xt: im(p.Xt), X0: im(p.X0)}
-}
-
-// gaussian draws n standard normal floats from the stream of seed (the CLI's sample
-// command draws x_T the same way, so a seed gives the same images in both).
-func gaussian(seed uint64, n int) ([]float32, *rand.Rand) {
-	rng := rand.New(rand.NewPCG(seed, 3))
-	x := make([]float32, n)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
+	b.mu.Unlock()
+	for _, g := range all {
+		g.Stop()
+		select {
+		case <-g.saved:
+		case <-time.After(time.Minute):
+			fmt.Fprintf(b.log, "gave up waiting for %s to save\n", g.req.Run)
+		}
 	}
-	return x, rng
 }
 
-// sampleRun opens the run's newest checkpoint with the EMA or raw weights and runs
-// sample on count images, reporting every step to onFrame.
-func sampleRun(run string, ema bool, count int, onFrame func(ui.Frame),
-	sample func(r *openRun, net *compute.UNet, shape diffusion.Shape, progress diffusion.ProgressFunc) ([]float32, error)) (ui.Images, error) {
-	r, err := loadRun(run)
+// training is a run.Session on its own goroutine, its events translated for the window.
+type training struct {
+	s         *run.Session
+	req       ui.TrainRequest
+	log       io.Writer
+	events    chan ui.TrainEvent
+	saved     chan struct{} // closed once the session has ended and saved (or failed)
+	stopOnce  sync.Once
+	stopAsked time.Time
+}
+
+// Events delivers the training's reports; it is closed after the last.
+func (g *training) Events() <-chan ui.TrainEvent { return g.events }
+
+// Pause pauses after the step in flight.
+func (g *training) Pause() { g.s.Pause() }
+
+// Resume resumes a paused training.
+func (g *training) Resume() { g.s.Resume() }
+
+// Stop abandons the step in flight (its work is redone on resume), saves and ends.
+func (g *training) Stop() {
+	g.stopOnce.Do(func() {
+		g.stopAsked = time.Now()
+		g.s.Stop()
+	})
+}
+
+// run drives the session and reports; nothing it does can crash the window.
+func (g *training) run() {
+	s := g.s
+	defer close(g.events)
+	defer close(g.saved)
+	defer s.Close()
+	send := func(ev ui.TrainEvent) {
+		ev.Run = g.req.Run
+		g.events <- ev
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			send(ui.TrainEvent{Kind: ui.EventError, Err: fmt.Errorf("internal error (please report it): %v; the last checkpoint is kept: %s",
+				r, orNone(compute.LatestCheckpoint(s.Dir)))})
+		}
+	}()
+	msg := s.Describe() + "."
+	for _, w := range append(s.Warnings, s.Notes...) {
+		msg += " " + w + "."
+	}
+	fmt.Fprintln(g.log, msg)
+	history, err := run.LossHistory(s.Dir, s.Trainer.Step)
+	if err != nil {
+		fmt.Fprintf(g.log, "loss history: %v\n", err)
+	}
+	hist := make([]ui.LossPoint, len(history))
+	for i, p := range history {
+		hist[i] = ui.LossPoint{Step: p.Step, Loss: p.Loss}
+	}
+	send(ui.TrainEvent{Kind: ui.EventStarted, Step: s.Trainer.Step, Steps: s.Opts.Steps, Message: msg, History: hist})
+	res, err := s.Run(context.Background(), func(ev run.Event) {
+		out := ui.TrainEvent{Step: ev.Step, Steps: ev.Steps, Elapsed: ev.Elapsed}
+		switch ev.Kind {
+		case run.EventStep:
+			out.Kind, out.Loss = ui.EventStep, ev.Stats.Loss
+			out.StepsPerSec, out.ImagesPerSec = 1/ev.StepSeconds, float64(s.Opts.Batch)/ev.StepSeconds
+		case run.EventPreview:
+			f := uiFrame(*ev.Frame)
+			out.Kind, out.Frame = ui.EventPreview, &f
+		case run.EventCheckpoint:
+			out.Kind, out.Path = ui.EventCheckpoint, ev.Path
+		case run.EventPaused:
+			out.Kind = ui.EventPaused
+		case run.EventResumed:
+			out.Kind = ui.EventResumed
+		default: // gallery grids and warnings go to the terminal
+			if ev.Message != "" {
+				fmt.Fprintln(g.log, ev.Message)
+			}
+			return
+		}
+		send(out)
+	})
+	if err != nil {
+		send(ui.TrainEvent{Kind: ui.EventError, Step: res.Step, Err: err})
+		return
+	}
+	msg = fmt.Sprintf("Stopped at step %d; checkpoint saved: %s", res.Step, orNone(res.Checkpoint))
+	if res.Finished {
+		msg = fmt.Sprintf("Finished: step %d; checkpoint saved: %s", res.Step, orNone(res.Checkpoint))
+	}
+	if !g.stopAsked.IsZero() {
+		fmt.Fprintf(g.log, "%s (%.2f s after Stop)\n", msg, time.Since(g.stopAsked).Seconds())
+	} else {
+		fmt.Fprintln(g.log, msg)
+	}
+	send(ui.TrainEvent{Kind: ui.EventDone, Step: res.Step, Steps: s.Opts.Steps, Message: msg, Elapsed: res.Elapsed})
+}
+
+// Runs lists the run folders with a checkpoint, newest first.
+func (b *backend) Runs() ([]ui.RunInfo, error) {
+	runs, err := run.List(b.runsDir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ui.RunInfo, len(runs))
+	for i, r := range runs {
+		out[i] = ui.RunInfo{Dir: r.Dir, Name: r.Name, Step: r.Step, Preset: r.Meta.Preset, Size: r.Config.Resolution,
+			Channels: r.Config.InChannels, Data: r.Meta.Data, Updated: r.Updated,
+			Settings: ui.TrainRequest{Run: r.Dir, Preset: r.Meta.Preset, Size: r.Config.Resolution, Batch: r.Meta.Batch,
+				LR: r.Optim.LR, Steps: r.Meta.Steps, EMA: r.Optim.EMADecay, Schedule: r.Meta.Schedule}}
+	}
+	return out, nil
+}
+
+// Gallery lists the sample grids of a run, newest first.
+func (b *backend) Gallery(dir string) ([]ui.GalleryItem, error) {
+	items, err := run.Gallery(dir)
+	out := make([]ui.GalleryItem, len(items))
+	for i, it := range items {
+		out[i] = ui.GalleryItem{Path: it.Path, Step: it.Step, Time: it.Time}
+	}
+	return out, err
+}
+
+func uiImages(im run.Images) ui.Images {
+	return ui.Images{Data: im.Data, N: im.N, C: im.C, H: im.H, W: im.W}
+}
+
+func uiFrame(f run.Frame) ui.Frame {
+	return ui.Frame{Step: f.Step, Steps: f.Steps, T: f.T, Xt: uiImages(f.Xt), X0: uiImages(f.X0)}
+}
+
+// sample opens a run's model and runs fn on it, passing frames on as the window's.
+func sample(dir string, ema bool, onFrame func(ui.Frame), fn func(m *run.Model, onFrame func(run.Frame)) (run.Images, error)) (ui.Images, error) {
+	m, err := run.OpenModel(dir, ema)
 	if err != nil {
 		return ui.Images{}, err
 	}
-	defer r.trainer.Close()
-	net := r.net(ema)
-	defer net.Close()
-	shape := r.imageShape(count)
-	x, err := sample(r, net, shape, func(p diffusion.Progress) { onFrame(frame(p, shape)) })
+	defer m.Close()
+	x, err := fn(m, func(f run.Frame) { onFrame(uiFrame(f)) })
 	if err != nil {
 		return ui.Images{}, err
 	}
-	return ui.Images{Data: x, N: shape.N, C: shape.C, H: shape.H, W: shape.W}, nil
+	return uiImages(x), nil
 }
 
 // Sample generates images with a run's newest checkpoint.
 func (b *backend) Sample(ctx context.Context, req ui.SampleRequest, onFrame func(ui.Frame)) (ui.Images, error) {
-	return sampleRun(req.Run, req.EMA, req.Count, onFrame, func(r *openRun, net *compute.UNet, shape diffusion.Shape, progress diffusion.ProgressFunc) ([]float32, error) {
-		xT, rng := gaussian(req.Seed, shape.Size())
-		if req.Sampler == "ddim" {
-			return r.sched.SampleDDIM(ctx, net, xT, shape, req.Steps, req.Eta, rng, progress)
-		}
-		return r.sched.SampleDDPM(ctx, net, xT, shape, r.app.Variance, rng, progress)
+	return sample(req.Run, req.EMA, onFrame, func(m *run.Model, on func(run.Frame)) (run.Images, error) {
+		return m.Sample(ctx, run.SampleOptions{Sampler: req.Sampler, Steps: req.Steps, Eta: req.Eta, Seed: req.Seed, N: req.Count}, on)
 	})
 }
 
-// Interpolate decodes, with deterministic DDIM, initial noises on the great circle from
-// seed A's x_T to seed B's (slerp keeps their norm, so every point looks like noise the
-// model was trained on).
+// Interpolate decodes noises on the great circle between two seeds' x_T.
 func (b *backend) Interpolate(ctx context.Context, req ui.InterpRequest, onFrame func(ui.Frame)) (ui.Images, error) {
 	if req.Count < 2 {
-		return ui.Images{}, fmt.Errorf("interpolation needs at least 2 images, got %d", req.Count)
+		return ui.Images{}, errors.New("interpolation needs at least 2 images")
 	}
-	return sampleRun(req.Run, req.EMA, req.Count, onFrame, func(r *openRun, net *compute.UNet, shape diffusion.Shape, progress diffusion.ProgressFunc) ([]float32, error) {
-		per := shape.C * shape.H * shape.W
-		a, _ := gaussian(req.SeedA, per)
-		c, _ := gaussian(req.SeedB, per)
-		xT := make([]float32, 0, shape.Size())
-		for i := 0; i < req.Count; i++ {
-			xT = append(xT, slerp(a, c, float64(i)/float64(req.Count-1))...)
-		}
-		rng := rand.New(rand.NewPCG(req.SeedA, req.SeedB))
-		return r.sched.SampleDDIM(ctx, net, xT, shape, req.Steps, 0, rng, progress)
+	return sample(req.Run, req.EMA, onFrame, func(m *run.Model, on func(run.Frame)) (run.Images, error) {
+		return m.Interpolate(ctx, req.SeedA, req.SeedB, req.Count, req.Steps, on)
 	})
-}
-
-// slerp is the spherical interpolation between a (λ = 0) and b (λ = 1).
-func slerp(a, b []float32, lambda float64) []float32 {
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * float64(b[i])
-		na += float64(a[i]) * float64(a[i])
-		nb += float64(b[i]) * float64(b[i])
-	}
-	theta := math.Acos(max(-1, min(1, dot/math.Sqrt(na*nb))))
-	wa, wb := 1-lambda, lambda
-	if s := math.Sin(theta); s > 1e-6 {
-		wa, wb = math.Sin((1-lambda)*theta)/s, math.Sin(lambda*theta)/s
-	}
-	out := make([]float32, len(a))
-	for i := range a {
-		out[i] = float32(wa*float64(a[i]) + wb*float64(b[i]))
-	}
-	return out
-}
-
-// lossHistory reads the (step, loss) pairs of a run's metrics.jsonl up to step.
-func lossHistory(run string, step int64) []ui.LossPoint {
-	f, err := os.Open(filepath.Join(run, "metrics.jsonl"))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []ui.LossPoint
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m metric
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Step <= step {
-			out = append(out, ui.LossPoint{Step: m.Step, Loss: m.Loss})
-		}
-	}
-	return out
 }

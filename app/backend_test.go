@@ -7,11 +7,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/run"
 	"github.com/ddpm-studio/ddpm-studio/ui"
 )
 
@@ -60,8 +60,8 @@ func TestBackendTrainStopResume(t *testing.T) {
 	if info.Count != 4 || info.Channels != 1 || info.Size != 16 || info.Thumbs.N != 4 {
 		t.Fatalf("dataset info %+v", info)
 	}
-	run := filepath.Join(b.runsDir, "files-tiny")
-	req := ui.TrainRequest{Run: run, Data: info.Spec, Preset: "tiny", Size: 16, Batch: 2, LR: 1e-3, Steps: 1000,
+	dir := filepath.Join(b.runsDir, "files-tiny")
+	req := ui.TrainRequest{Run: dir, Data: info.Spec, Preset: "tiny", Size: 16, Batch: 2, LR: 1e-3, Steps: 1000,
 		EMA: 0.999, Schedule: "linear", PreviewEvery: 3}
 	tr, err := b.StartTraining(req)
 	if err != nil {
@@ -90,13 +90,13 @@ func TestBackendTrainStopResume(t *testing.T) {
 		t.Errorf("events: started %v, paused %d, resumed %d", evs[0].Kind, count(evs, ui.EventPaused), count(evs, ui.EventResumed))
 	}
 	// Previews after step 1 and at step 3 and 6, each with every DDIM step shown.
-	if n := count(evs, ui.EventPreview); n != 3*previewSteps {
-		t.Errorf("%d preview frames, want %d", n, 3*previewSteps)
+	if n := count(evs, ui.EventPreview); n != 3*run.PreviewSteps {
+		t.Errorf("%d preview frames, want %d", n, 3*run.PreviewSteps)
 	}
 	for _, ev := range evs {
 		if ev.Kind == ui.EventPreview {
 			f := ev.Frame
-			if f.Xt.N != previewImages || f.Xt.H != 16 || len(f.Xt.Data) != previewImages*16*16 || len(f.X0.Data) != len(f.Xt.Data) {
+			if f.Xt.N != run.PreviewImages || f.Xt.H != 16 || len(f.Xt.Data) != run.PreviewImages*16*16 || len(f.X0.Data) != len(f.Xt.Data) {
 				t.Fatalf("preview frame %d/%d: %d images of %d×%d, %d values", f.Step, f.Steps, f.Xt.N, f.Xt.H, f.Xt.W, len(f.Xt.Data))
 			}
 		}
@@ -105,7 +105,7 @@ func TestBackendTrainStopResume(t *testing.T) {
 		}
 	}
 	steps := count(evs, ui.EventStep)
-	st, err := compute.ReadState(compute.LatestCheckpoint(run))
+	st, err := compute.ReadState(compute.LatestCheckpoint(dir))
 	if err != nil || st.Step != int64(steps) || steps < 7 {
 		t.Fatalf("checkpoint at step %d (%v) after %d step events", st.Step, err, steps)
 	}
@@ -117,7 +117,7 @@ func TestBackendTrainStopResume(t *testing.T) {
 
 	// Resume: the history comes back and training continues from the checkpoint.
 	req.Steps = st.Step + 2
-	tr, err = b.StartTraining(ui.TrainRequest{Run: run, Steps: req.Steps, PreviewEvery: 0})
+	tr, err = b.StartTraining(ui.TrainRequest{Run: dir, Steps: req.Steps, PreviewEvery: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,25 +128,25 @@ func TestBackendTrainStopResume(t *testing.T) {
 	if evs[len(evs)-1].Kind != ui.EventDone || count(evs, ui.EventStep) != 2 {
 		t.Errorf("resumed run: %d steps, last %+v", count(evs, ui.EventStep), evs[len(evs)-1])
 	}
-	items, err := b.Gallery(run)
+	items, err := b.Gallery(dir)
 	if err != nil || len(items) != 1 || items[0].Step != req.Steps {
 		t.Errorf("gallery %+v, %v: want the grid of the finished run", items, err)
 	}
 
 	// Sampling and interpolation from the run, with every step reported.
 	frames := 0
-	im, err := b.Sample(context.Background(), ui.SampleRequest{Run: run, EMA: true, Sampler: "ddim", Steps: 5, Seed: 3, Count: 3},
+	im, err := b.Sample(context.Background(), ui.SampleRequest{Run: dir, EMA: true, Sampler: "ddim", Steps: 5, Seed: 3, Count: 3},
 		func(f ui.Frame) { frames++ })
 	if err != nil || im.N != 3 || im.C != 1 || im.H != 16 || frames != 5 {
 		t.Fatalf("sample: %d images of %d×%d×%d, %d frames, %v", im.N, im.C, im.H, im.W, frames, err)
 	}
-	im, err = b.Interpolate(context.Background(), ui.InterpRequest{Run: run, EMA: true, Steps: 4, SeedA: 1, SeedB: 2, Count: 5}, func(ui.Frame) {})
+	im, err = b.Interpolate(context.Background(), ui.InterpRequest{Run: dir, EMA: true, Steps: 4, SeedA: 1, SeedB: 2, Count: 5}, func(ui.Frame) {})
 	if err != nil || im.N != 5 {
 		t.Fatalf("interpolate: %d images, %v", im.N, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := b.Sample(ctx, ui.SampleRequest{Run: run, Sampler: "ddpm", Count: 2, Seed: 1}, func(ui.Frame) {}); !errors.Is(err, context.Canceled) {
+	if _, err := b.Sample(ctx, ui.SampleRequest{Run: dir, Sampler: "ddpm", Count: 2, Seed: 1}, func(ui.Frame) {}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled sampling: %v", err)
 	}
 }
@@ -185,34 +185,4 @@ func TestBackendErrors(t *testing.T) {
 		t.Fatalf("last event %+v, want an error", last)
 	}
 	t.Logf("error: %v", last.Err)
-}
-
-func TestSlerp(t *testing.T) {
-	a, b := []float32{1, 0}, []float32{0, 1}
-	mid := slerp(a, b, 0.5)
-	if math.Abs(float64(mid[0])-math.Sqrt(0.5)) > 1e-6 || math.Abs(float64(mid[1])-math.Sqrt(0.5)) > 1e-6 {
-		t.Errorf("slerp halfway between unit axes: %v, want (√½, √½)", mid)
-	}
-	if e := slerp(a, b, 1); e[0] != 0 || math.Abs(float64(e[1])-1) > 1e-7 {
-		t.Errorf("slerp at 1: %v", e)
-	}
-	if same := slerp(a, a, 0.3); same[0] != 1 || same[1] != 0 {
-		t.Errorf("slerp of equal vectors: %v", same)
-	}
-}
-
-func TestCheckMemory(t *testing.T) {
-	if err := checkMemory(1e9, 4e9, "m", 64); err != nil {
-		t.Errorf("1 of 4 GB: %v", err)
-	}
-	if err := checkMemory(5e9, 0, "m", 64); err != nil {
-		t.Errorf("unknown memory: %v", err)
-	}
-	err := checkMemory(5e9, 4e9, "celebahq256", 64)
-	if err == nil || !strings.Contains(err.Error(), "5.0 GB") || !strings.Contains(err.Error(), "4.0 GB") || !strings.Contains(err.Error(), "lower the batch size") {
-		t.Errorf("5 of 4 GB: %v", err)
-	}
-	if memAvailable() <= 0 {
-		t.Error("no MemAvailable in /proc/meminfo")
-	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -10,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
 // denoiseCmd is `ddpm-studio denoise`.
@@ -33,20 +33,24 @@ type denoiseResult struct {
 	Files   []string `json:"files"`
 	Noised  bool     `json:"noised"`
 	NoiseSE float64  `json:"eps_mse_vs_true,omitempty"`
+	BLAS    string   `json:"blas"`
 }
 
 // Run denoises.
 func (c *denoiseCmd) Run(e *env) error {
-	r, err := loadRun(c.RunDir)
+	r, err := run.OpenModel(c.RunDir, c.EMA)
 	if err != nil {
 		return err
 	}
-	if c.T < 0 || c.T >= r.sched.T {
-		return fmt.Errorf("--t %d: must be in [0, %d)", c.T, r.sched.T)
+	defer r.Close()
+	for _, w := range r.Warnings {
+		e.warn("%s", w)
 	}
-	net := r.net(c.EMA)
-	defer net.Close()
-	one := r.imageShape(1)
+	if c.T < 0 || c.T >= r.Sched.T {
+		return fmt.Errorf("--t %d: must be in [0, %d)", c.T, r.Sched.T)
+	}
+	net := r.Net
+	one := r.Shape(1)
 	per := one.C * one.H * one.W
 	var xt, trueEps []float32
 	shape := one
@@ -73,18 +77,23 @@ func (c *denoiseCmd) Run(e *env) error {
 		for i := range trueEps {
 			trueEps[i] = float32(rng.NormFloat64())
 		}
-		xt = r.sched.QSample(x0, []int{c.T}, trueEps)
+		xt = r.Sched.QSample(x0, []int{c.T}, trueEps)
 	}
 	ts := make([]int, shape.N)
 	for i := range ts {
 		ts[i] = c.T
 	}
-	eps, err := net.PredictEps(context.Background(), xt, ts, shape)
-	if err != nil {
+	ctx, stop := signalContext()
+	defer stop()
+	if err := run.CheckEval(net, shape.N); err != nil {
 		return err
 	}
-	x0 := r.sched.PredictStartFromNoise(xt, ts, eps)
-	res := denoiseResult{Run: c.RunDir, Step: r.state.Step, T: c.T, N: shape.N, EpsRMS: rms(eps), Noised: trueEps != nil}
+	eps, err := net.PredictEps(ctx, xt, ts, shape)
+	if err != nil {
+		return interrupted(ctx, err, "the forward pass")
+	}
+	x0 := r.Sched.PredictStartFromNoise(xt, ts, eps)
+	res := denoiseResult{Run: c.RunDir, Step: r.Step, T: c.T, N: shape.N, EpsRMS: rms(eps), Noised: trueEps != nil, BLAS: blasLine()}
 	if trueEps != nil {
 		res.NoiseSE = mse(eps, trueEps)
 	}
@@ -103,7 +112,7 @@ func (c *denoiseCmd) Run(e *env) error {
 	}
 	if c.Out != "" {
 		both := append(slices.Clone(xt), x0...)
-		if err := imgio.SavePNG(c.Out, imgio.Grid(both, 2*shape.N, shape.C, shape.H, shape.W, shape.N, 2)); err != nil {
+		if err := imgio.SavePNG(c.Out, imgio.Grid(both, 2*shape.N, shape.C, shape.H, shape.W, shape.N, imgio.Pad)); err != nil {
 			return err
 		}
 		res.Files = append(res.Files, c.Out)

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
 // evalCmd is `ddpm-studio eval`.
@@ -30,47 +28,59 @@ type evalResult struct {
 	PriorBPD   float64 `json:"prior_bpd"`
 	DecoderBPD float64 `json:"decoder_bpd"`
 	Seconds    float64 `json:"seconds"`
+	BLAS       string  `json:"blas"`
 }
 
 // Run evaluates.
 func (c *evalCmd) Run(e *env) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
-	r, err := loadRun(c.RunDir)
+	if c.N < 1 || c.N > run.MaxSampleImages {
+		return fmt.Errorf("--n %d: must be between 1 and %d", c.N, run.MaxSampleImages)
+	}
+	r, err := run.OpenModel(c.RunDir, c.EMA)
 	if err != nil {
 		return err
 	}
+	defer r.Close()
+	for _, w := range r.Warnings {
+		e.warn("%s", w)
+	}
 	data, files := c.Data, []string(nil)
 	if data == "" {
-		data, files = r.app.Data, r.app.DataFiles
+		data, files = r.Meta.Data, r.Meta.DataFiles
 	}
 	if data == "" && len(files) == 0 {
 		return fmt.Errorf("run %s names no dataset: give --data", c.RunDir)
 	}
-	cfg := r.state.Config
-	ds, err := loadData(e, data, files, cfg.Resolution, cfg.InChannels)
-	if err != nil {
-		return err
+	cfg := r.Net.Config
+	var load *progress
+	ds, err := run.LoadData(ctx, data, files, cfg.Resolution, cfg.InChannels, func(done, total int) {
+		if load == nil {
+			load = newProgress(e.errOut, int64(total), "loading", "files")
+		}
+		load.set(int64(done))
+	})
+	if load != nil {
+		load.done()
 	}
-	if c.N < 1 {
-		return fmt.Errorf("--n %d: must be at least 1", c.N)
+	if err != nil {
+		return interrupted(ctx, err, "loading the data")
 	}
 	n := min(c.N, ds.N)
 	rng := rand.New(rand.NewPCG(c.Seed, 5))
 	idx := rng.Perm(ds.N)[:n]
-	shape := r.imageShape(n)
+	shape := r.Shape(n)
 	x0 := make([]float32, shape.Size())
 	ds.Batch(idx, nil, x0)
-	net := r.net(c.EMA)
-	defer net.Close()
-	bar := newProgress(e.errOut, int64(r.sched.T), "bits/dim", "t")
+	bar := newProgress(e.errOut, int64(r.Sched.T), "bits/dim", "t")
 	start := time.Now()
-	b, err := r.sched.CalcBPDLoop(ctx, net, x0, shape, r.app.Variance, rng, func(done, total int) { bar.set(int64(done)) })
+	b, err := r.Sched.CalcBPDLoop(ctx, r.Net, x0, shape, r.Meta.Variance, rng, func(done, total int) { bar.set(int64(done)) })
 	bar.done()
 	if err != nil {
-		return fmt.Errorf("bits/dim: %w", err)
+		return interrupted(ctx, fmt.Errorf("bits/dim: %w", err), "the evaluation")
 	}
-	res := evalResult{Run: c.RunDir, Step: r.state.Step, N: n, BPD: b.MeanTotal, PriorBPD: b.MeanPrior,
+	res := evalResult{Run: c.RunDir, Step: r.Step, N: n, BLAS: blasLine(), BPD: b.MeanTotal, PriorBPD: b.MeanPrior,
 		DecoderBPD: b.Terms[0], Seconds: time.Since(start).Seconds()}
 	if n > 1 {
 		v := 0.0
@@ -80,6 +90,6 @@ func (c *evalCmd) Run(e *env) error {
 		res.BPDStdErr = math.Sqrt(v / float64(n-1) / float64(n))
 	}
 	e.say("bits/dim ≤ %.4f ± %.4f on %d images of %s (prior %.2e, decoder %.4f), step %d, %.0fs",
-		res.BPD, res.BPDStdErr, n, data, res.PriorBPD, res.DecoderBPD, r.state.Step, res.Seconds)
+		res.BPD, res.BPDStdErr, n, data, res.PriorBPD, res.DecoderBPD, r.Step, res.Seconds)
 	return e.result(res)
 }

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
 // importCmd is `ddpm-studio import`.
@@ -44,7 +44,10 @@ func (c *importCmd) Run(e *env) error {
 		return err
 	}
 	tr := compute.NewTrainer(net, compute.DefaultOptim(), 0) // EMA starts equal to the weights
-	extra, err := json.Marshal(runState{Data: c.Data, Schedule: c.Schedule, T: c.T, Variance: c.Variance})
+	if c.T < 2 || c.T > run.MaxT {
+		return fmt.Errorf("--timesteps %d: must be between 2 and %d", c.T, run.MaxT)
+	}
+	extra, err := run.ImportedMeta(c.Data, c.Schedule, c.T, c.Variance)
 	if err != nil {
 		return err
 	}

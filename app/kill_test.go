@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
 // buildBinary builds ddpm-studio into a temporary directory.
@@ -120,7 +121,7 @@ func metricSteps(t *testing.T, runDir string) {
 	}
 	prev := int64(0)
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var m metric
+		var m run.Metric
 		if err := jsonUnmarshal(line, &m); err != nil {
 			t.Fatalf("metrics line %q: %v", line, err)
 		}

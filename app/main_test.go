@@ -14,13 +14,14 @@ import (
 	"testing"
 
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
 // cmd runs the CLI in-process and returns its exit status, standard output and standard error.
 func cmd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(args, &out, &errOut)
+	code := execute(args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -125,7 +126,7 @@ func TestTrainSampleDenoiseEval(t *testing.T) {
 	runDir := filepath.Join(t.TempDir(), "run")
 	var tr trainResult
 	warn := mustRun(t, &tr, tinyTrain(data, runDir, "4")...)
-	if tr.Step != 4 || tr.Interrupted || tr.Loss <= 0 {
+	if tr.Step != 4 || tr.Interrupted || tr.Loss == nil || *tr.Loss <= 0 {
 		t.Fatalf("train result %+v", tr)
 	}
 	if !strings.Contains(warn, "2 files skipped") || !strings.Contains(warn, "broken.png") || !strings.Contains(warn, "notes.txt") {
@@ -138,7 +139,7 @@ func TestTrainSampleDenoiseEval(t *testing.T) {
 	if n := strings.Count(string(metrics), "\n"); n != 4 {
 		t.Errorf("metrics.jsonl has %d lines, want 4", n)
 	}
-	var m metric
+	var m run.Metric
 	json.Unmarshal([]byte(strings.SplitN(string(metrics), "\n", 2)[0]), &m)
 	if m.Step != 1 || m.Loss <= 0 || m.LR <= 0 || m.GradNorm <= 0 || m.ImagesPerSec <= 0 {
 		t.Errorf("first metrics line %+v", m)

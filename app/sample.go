@@ -1,25 +1,21 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
-	"github.com/ddpm-studio/ddpm-studio/diffusion"
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
 // sampleCmd is `ddpm-studio sample`.
 type sampleCmd struct {
 	RunDir    string  `name:"run" required:"" help:"Run directory to sample from (its newest checkpoint)."`
 	EMA       bool    `default:"true" negatable:"" help:"Use the EMA weights (--no-ema: the raw weights)."`
-	N         int     `help:"Number of images (default: 16, or the N of --init-noise)."`
+	N         *int    `help:"Number of images (default: 16, or the N of --init-noise)."`
 	Sampler   string  `default:"ddpm" enum:"ddpm,ddim" help:"ddpm (Algorithm 2, all T steps) or ddim."`
 	Steps     int     `default:"50" help:"DDIM steps."`
 	Eta       float64 `default:"0" help:"DDIM η: 0 deterministic, 1 like DDPM."`
@@ -41,131 +37,108 @@ type sampleResult struct {
 	Steps      int      `json:"steps"`
 	Seconds    float64  `json:"seconds"`
 	Files      []string `json:"files"`
+	BLAS       string   `json:"blas"`
 }
+
+// stripImages is how many samples a progression strip shows.
+const stripImages = 8
 
 // Run samples.
 func (c *sampleCmd) Run(e *env) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
-	r, err := loadRun(c.RunDir)
+	m, err := run.OpenModel(c.RunDir, c.EMA)
 	if err != nil {
 		return err
 	}
-	net := r.net(c.EMA)
-	defer net.Close()
-	n := c.N
-	if n == 0 && c.InitNoise == "" {
-		n = 16
+	defer m.Close()
+	for _, w := range m.Warnings {
+		e.warn("%s", w)
 	}
-	shape := r.imageShape(n)
-	rng := rand.New(rand.NewPCG(c.Seed, 3))
-	var xT []float32
+	o := run.SampleOptions{Sampler: c.Sampler, Steps: c.Steps, Eta: c.Eta, Variance: c.Variance, Seed: c.Seed, N: 16}
+	if c.N != nil {
+		o.N = *c.N
+	}
 	if c.InitNoise != "" {
-		var dims []int
-		if xT, dims, err = imgio.ReadNPY(c.InitNoise); err != nil {
+		one := m.Shape(1)
+		x, dims, err := imgio.ReadNPY(c.InitNoise)
+		if err != nil {
 			return err
 		}
-		want := []int{shape.N, shape.C, shape.H, shape.W}
-		if len(dims) == 4 && c.N == 0 {
-			shape.N = dims[0]
+		if len(dims) != 4 || !slices.Equal(dims[1:], []int{one.C, one.H, one.W}) || (c.N != nil && dims[0] != *c.N) {
+			want := fmt.Sprintf("N×%d×%d×%d", one.C, one.H, one.W)
+			if c.N != nil {
+				want = fmt.Sprintf("%d×%d×%d×%d", *c.N, one.C, one.H, one.W)
+			}
+			return fmt.Errorf("--init-noise %s has shape %v, need %s", c.InitNoise, dims, want)
 		}
-		if want[0] = shape.N; !slices.Equal(dims, want) {
-			return fmt.Errorf("--init-noise %s has shape %v, need %v", c.InitNoise, dims, want)
-		}
-	} else {
-		if n < 1 {
-			return fmt.Errorf("--n %d: must be at least 1", n)
-		}
-		xT = make([]float32, shape.Size())
-		for i := range xT {
-			xT[i] = float32(rng.NormFloat64())
-		}
+		o.N, o.Init = dims[0], x
 	}
-	variance := c.Variance
-	if variance == "" {
-		variance = r.app.Variance
-	}
-	steps := r.sched.T
-	if c.Sampler == "ddim" {
-		steps = c.Steps
-	}
-	var frames [][]float32
-	keep := min(shape.N, 8)
-	per := shape.C * shape.H * shape.W
-	every := max(1, steps/10)
+	steps := m.Steps(o)
+	prog := imgio.NewProgression(stripImages)
 	bar := newProgress(e.errOut, int64(steps), c.Sampler, "steps")
-	progress := func(p diffusion.Progress) {
-		bar.set(int64(p.Step))
-		if c.Strip != "" && (p.Step == 1 || p.Step%every == 0 || p.Step == p.Steps) {
-			frames = append(frames, interleave(p.Xt[:keep*per], p.X0[:keep*per], keep, per))
-		}
-	}
 	start := time.Now()
-	var x []float32
-	if c.Sampler == "ddim" {
-		x, err = r.sched.SampleDDIM(ctx, net, xT, shape, c.Steps, c.Eta, rng, progress)
-	} else {
-		x, err = r.sched.SampleDDPM(ctx, net, xT, shape, variance, rng, progress)
-	}
+	x, err := m.Sample(ctx, o, func(f run.Frame) {
+		bar.set(int64(f.Step))
+		if c.Strip != "" {
+			prog.Add(f.Step, f.Steps, f.Xt.Data, f.X0.Data, f.Xt.N, f.Xt.C, f.Xt.H, f.Xt.W)
+		}
+	})
 	bar.done()
 	if err != nil {
-		return fmt.Errorf("sample: %w", err)
+		return interrupted(ctx, fmt.Errorf("sample: %w", err), "sampling; nothing was written")
 	}
 	secs := time.Since(start).Seconds()
-	res := sampleResult{Run: c.RunDir, Checkpoint: r.ckpt, Step: r.state.Step, N: shape.N, Sampler: c.Sampler, Steps: steps, Seconds: secs}
-	if c.Grid != "" {
-		if err := imgio.SavePNG(c.Grid, imgio.Grid(x, shape.N, shape.C, shape.H, shape.W, 0, 2)); err != nil {
-			return err
-		}
-		res.Files = append(res.Files, c.Grid)
+	res := sampleResult{Run: c.RunDir, Checkpoint: m.Checkpoint, Step: m.Step, N: x.N, Sampler: c.Sampler, Steps: steps,
+		Seconds: secs, BLAS: blasLine()}
+	if res.Files, err = writeSamples(x, c.Grid, c.OutDir, c.SaveNPY, prog, c.Strip); err != nil {
+		return err
 	}
-	if c.Strip != "" {
-		if err := imgio.SavePNG(c.Strip, imgio.Strip(frames, 2*keep, shape.C, shape.H, shape.W, 2)); err != nil {
-			return err
-		}
-		res.Files = append(res.Files, c.Strip)
-	}
-	if c.OutDir != "" {
-		if err := os.MkdirAll(c.OutDir, 0o755); err != nil {
-			return err
-		}
-		for i := 0; i < shape.N; i++ {
-			p := filepath.Join(c.OutDir, fmt.Sprintf("sample-%04d.png", i))
-			if err := imgio.SavePNG(p, imgio.Grid(x[i*per:(i+1)*per], 1, shape.C, shape.H, shape.W, 1, 0)); err != nil {
-				return err
-			}
-			res.Files = append(res.Files, p)
-		}
-	}
-	if c.SaveNPY != "" {
-		if err := imgio.WriteNPY(c.SaveNPY, x, []int{shape.N, shape.C, shape.H, shape.W}); err != nil {
-			return err
-		}
-		res.Files = append(res.Files, c.SaveNPY)
-	}
-	e.say("%d samples with %s (%d steps) from %s in %.1fs", shape.N, c.Sampler, steps, r.ckpt, secs)
+	e.say("%d samples with %s (%d steps) from %s in %.1fs", x.N, c.Sampler, steps, m.Checkpoint, secs)
 	for _, f := range res.Files {
 		e.say("wrote %s", f)
 	}
 	return e.result(res)
 }
 
-// interleave returns x_t and x̂0 of n images as 2n images: x_t of image i, then its x̂0.
-func interleave(xt, x0 []float32, n, per int) []float32 {
-	out := make([]float32, 0, 2*n*per)
-	for i := 0; i < n; i++ {
-		out = append(out, xt[i*per:(i+1)*per]...)
-		out = append(out, x0[i*per:(i+1)*per]...)
+// writeSamples writes what was asked for (empty names are skipped) and returns the files.
+func writeSamples(x run.Images, grid, outDir, npy string, prog *imgio.Progression, strip string) ([]string, error) {
+	var files []string
+	if grid != "" {
+		if err := imgio.SavePNG(grid, run.GridImage(x, 0)); err != nil {
+			return files, err
+		}
+		files = append(files, grid)
 	}
-	return out
-}
-
-// median of a non-empty slice (which it sorts).
-func median(v []float64) float64 {
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
+	if strip != "" {
+		img, err := prog.Image()
+		if err != nil {
+			return files, err
+		}
+		if err := imgio.SavePNG(strip, img); err != nil {
+			return files, err
+		}
+		files = append(files, strip)
 	}
-	return (v[n/2-1] + v[n/2]) / 2
+	if outDir != "" {
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return files, err
+		}
+		per := x.C * x.H * x.W
+		for i := range x.N {
+			p := filepath.Join(outDir, fmt.Sprintf("sample-%04d.png", i))
+			one := run.Images{Data: x.Data[i*per : (i+1)*per], N: 1, C: x.C, H: x.H, W: x.W}
+			if err := imgio.SavePNG(p, imgio.Single(one.Data, one.C, one.H, one.W)); err != nil {
+				return files, err
+			}
+			files = append(files, p)
+		}
+	}
+	if npy != "" {
+		if err := imgio.WriteNPY(npy, x.Data, []int{x.N, x.C, x.H, x.W}); err != nil {
+			return files, err
+		}
+		files = append(files, npy)
+	}
+	return files, nil
 }

@@ -69,8 +69,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ch_mult is empty")
 	case c.NumResBlocks < 1:
 		return fmt.Errorf("num_res_blocks %d: must be at least 1", c.NumResBlocks)
-	case c.Dropout < 0 || c.Dropout >= 1:
+	case !(c.Dropout >= 0 && c.Dropout < 1): // NaN fails too
 		return fmt.Errorf("dropout %g: must be in [0, 1)", c.Dropout)
+	}
+	if err := c.checkBounds(); err != nil {
+		return err
 	}
 	for _, m := range c.ChMult {
 		if m < 1 {
@@ -80,7 +83,60 @@ func (c Config) Validate() error {
 	if div := 1 << (len(c.ChMult) - 1); c.Resolution%div != 0 {
 		return fmt.Errorf("resolution %d: must be divisible by %d for %d levels", c.Resolution, div, len(c.ChMult))
 	}
+	have := c.levelResolutions()
+	for _, r := range c.AttnResolutions {
+		if !slices.Contains(have, r) {
+			return fmt.Errorf("attention at %d: the model has no level of that resolution (its levels are %s)", r, joinInts(have))
+		}
+	}
 	return nil
+}
+
+// Bounds on a configuration, far above any model that fits in a computer's memory,
+// so that sizes computed from them cannot overflow; whether a model fits is decided
+// by its memory estimate (Footprint), not by these.
+const (
+	MaxResolution = 4096
+	maxChannels   = 1 << 16 // Ch × the largest multiplier
+	maxLevels     = 12
+	maxResBlocks  = 64
+)
+
+// checkBounds reports a configuration beyond the bounds above.
+func (c Config) checkBounds() error {
+	switch {
+	case c.Resolution > MaxResolution:
+		return fmt.Errorf("resolution %d: at most %d", c.Resolution, MaxResolution)
+	case c.InChannels > 4 || c.OutCh > 4:
+		return fmt.Errorf("in_channels %d, out_ch %d: at most 4", c.InChannels, c.OutCh)
+	case len(c.ChMult) > maxLevels:
+		return fmt.Errorf("ch_mult %v: at most %d levels", c.ChMult, maxLevels)
+	case c.NumResBlocks > maxResBlocks:
+		return fmt.Errorf("num_res_blocks %d: at most %d", c.NumResBlocks, maxResBlocks)
+	}
+	for _, m := range c.ChMult {
+		if c.Ch > maxChannels || m > maxChannels/c.Ch {
+			return fmt.Errorf("ch %d with multiplier %d: at most %d channels in a level", c.Ch, m, maxChannels)
+		}
+	}
+	return nil
+}
+
+// levelResolutions is the image side at each level of the U-Net, largest first.
+func (c Config) levelResolutions() []int {
+	out := make([]int, len(c.ChMult))
+	for i := range out {
+		out[i] = c.Resolution >> i
+	}
+	return out
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
 }
 
 // String is a one-line summary of the configuration.

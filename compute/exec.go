@@ -52,6 +52,12 @@ const arenaAlign = 16
 // reads after a run) stay valid until the next run; any other value may be
 // overwritten once its last reader has run.
 func compile(g *G.ExprGraph, keep ...*G.Node) (*program, error) {
+	return compileWith(g, false, keep...)
+}
+
+// compileWith is compile; with planOnly, inputs without a value count by their shape
+// and the arena is planned but not allocated: the program only reports its size.
+func compileWith(g *G.ExprGraph, planOnly bool, keep ...*G.Node) (*program, error) {
 	nodes := g.AllNodes()
 	slices.SortFunc(nodes, func(a, b *G.Node) int { return int(a.ID() - b.ID()) })
 	p := &program{vals: make([]G.Value, len(nodes)), index: make(map[*G.Node]int, len(nodes))}
@@ -63,11 +69,15 @@ func compile(g *G.ExprGraph, keep ...*G.Node) (*program, error) {
 	for i, n := range nodes {
 		last[i] = i
 		if n.Op() == nil {
-			if n.Value() == nil {
+			switch {
+			case n.Value() != nil:
+				p.vals[i] = n.Value()
+				p.args += int64(n.Value().MemSize())
+			case planOnly:
+				p.args += 4 * int64(n.Shape().TotalSize())
+			default:
 				return nil, fmt.Errorf("input %v has no value", n)
 			}
-			p.vals[i] = n.Value()
-			p.args += int64(n.Value().MemSize())
 			continue
 		}
 		in := []int{}
@@ -104,8 +114,11 @@ func compile(g *G.ExprGraph, keep ...*G.Node) (*program, error) {
 		}
 	}
 	offsets, size := placeByLifetime(nodes, planned, last)
-	arena := make([]float32, size)
 	p.arena = 4 * int64(size)
+	if planOnly {
+		return p, nil
+	}
+	arena := make([]float32, size)
 	for k := range p.steps {
 		s := &p.steps[k]
 		if !planned[s.out] {

@@ -48,15 +48,17 @@ func constInit(v float32) initFunc {
 
 // builder walks the architecture. With g == nil it only declares parameters (spec mode).
 type builder struct {
-	cfg    Config
-	g      *G.ExprGraph
-	train  bool
-	stop   *atomic.Bool      // convolutions give up once it is set (training graphs only)
-	params *[]*Param         // the model's parameters, in declaration order
-	byName map[string]*Param // the same, by name
-	nodes  map[string]*G.Node
-	masks  []*G.Node
-	flops  float64 // multiply-adds ×2 of the convolutions, dense layers and attention built so far
+	cfg      Config
+	g        *G.ExprGraph
+	train    bool
+	stop     *atomic.Bool      // convolutions give up once it is set (training graphs only)
+	params   *[]*Param         // the model's parameters, in declaration order
+	byName   map[string]*Param // the same, by name
+	nodes    map[string]*G.Node
+	masks    []*G.Node
+	flops    float64 // multiply-adds ×2 of the convolutions, dense layers and attention built so far
+	noData   bool    // spec mode only: declare shapes without allocating the parameters
+	planOnly bool    // inputs get no values: the graph is only planned (see UNet.buildGraph)
 }
 
 func (b *builder) spec() bool { return b.g == nil }
@@ -72,7 +74,10 @@ func (b *builder) param(name string, shape []int, init initFunc) *G.Node {
 		for _, d := range shape {
 			n *= d
 		}
-		p = &Param{Name: name, Shape: shape, Data: make([]float32, n), init: init}
+		p = &Param{Name: name, Shape: shape, init: init}
+		if !b.noData {
+			p.Data = make([]float32, n)
+		}
 		*b.params = append(*b.params, p)
 		b.byName[name] = p
 		return nil
@@ -94,6 +99,9 @@ func (b *builder) input(name string, shape ...int) *G.Node {
 	n := 1
 	for _, d := range shape {
 		n *= d
+	}
+	if b.planOnly {
+		return G.NewTensor(b.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(name))
 	}
 	t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(make([]float32, n)))
 	return G.NewTensor(b.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(name), G.WithValue(t))

@@ -86,6 +86,13 @@ func (u *UNet) Close() {
 
 // build compiles the network for batch size n, with dropout and gradients when train is set.
 func (u *UNet) build(n int, train bool, stop *atomic.Bool) (f *forward, err error) {
+	return u.buildGraph(n, train, stop, false)
+}
+
+// buildGraph is build; with planOnly the inputs get no values and the program only
+// plans its arena (prog.arena and prog.args are set, nothing can run), so that the
+// memory of any batch can be known without allocating it.
+func (u *UNet) buildGraph(n int, train bool, stop *atomic.Bool, planOnly bool) (f *forward, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			be, ok := r.(buildError)
@@ -97,14 +104,14 @@ func (u *UNet) build(n int, train bool, stop *atomic.Bool) (f *forward, err erro
 	}()
 	c := u.Config
 	g := G.NewGraph()
-	b := &builder{cfg: c, g: g, train: train, stop: stop, params: &u.Params, byName: u.byName, nodes: map[string]*G.Node{}}
+	b := &builder{cfg: c, g: g, train: train, stop: stop, params: &u.Params, byName: u.byName, nodes: map[string]*G.Node{}, planOnly: planOnly}
 	f = &forward{g: g}
 	f.x = b.input("x", n, c.InChannels, c.Resolution, c.Resolution)
 	f.temb = b.input("temb", n, c.Ch)
 	f.out = b.unet(f.x, f.temb)
 	f.masks, f.flops = b.masks, b.flops
 	if !train {
-		if f.prog, err = compile(g, f.out); err != nil {
+		if f.prog, err = compileWith(g, planOnly, f.out); err != nil {
 			return nil, fmt.Errorf("compile graph: %w", err)
 		}
 		return f, nil
@@ -120,7 +127,7 @@ func (u *UNet) build(n int, train bool, stop *atomic.Bool) (f *forward, err erro
 	if err != nil {
 		return nil, fmt.Errorf("gradients: %w", err)
 	}
-	if f.prog, err = compile(g, append([]*G.Node{f.out, f.loss}, f.grads...)...); err != nil {
+	if f.prog, err = compileWith(g, planOnly, append([]*G.Node{f.out, f.loss}, f.grads...)...); err != nil {
 		return nil, fmt.Errorf("compile graph: %w", err)
 	}
 	return f, nil

@@ -3,7 +3,6 @@ package imgio
 import (
 	"fmt"
 	"image"
-	"image/png"
 	"io"
 	"math"
 
@@ -111,7 +110,7 @@ func drawTile(dst *image.RGBA, src []float32, c, h, w, x0, y0 int) {
 // at path is left unchanged.
 func SavePNG(path string, img image.Image) error {
 	err := atomicfile.WriteFile(path, func(w io.Writer) error {
-		return png.Encode(w, img)
+		return EncodePNG(w, img)
 	})
 	if err != nil {
 		return fmt.Errorf("save png: %w", err)

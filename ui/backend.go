@@ -170,6 +170,8 @@ type GalleryItem struct {
 // callbacks may come from any goroutine.
 type Backend interface {
 	Presets() []Preset
+	// Defaults are the engine's defaults of a new run, shown in the Train screen.
+	Defaults() TrainRequest
 	DefaultRunsDir() string
 	LoadDataset(ctx context.Context, spec DataSpec, size int, progress func(done, total int)) (DatasetInfo, error)
 	StartTraining(req TrainRequest) (Training, error)

@@ -33,6 +33,11 @@ func (f *fakeBackend) Presets() []Preset {
 
 func (f *fakeBackend) DefaultRunsDir() string { return f.runsDir }
 
+func (f *fakeBackend) Defaults() TrainRequest {
+	return TrainRequest{Data: DataSpec{Folder: "mnist"}, Preset: "mnist", Size: 28, Batch: 64, LR: 2e-4, Steps: 2000,
+		EMA: 0.9999, Schedule: "linear", PreviewEvery: 100}
+}
+
 // images returns n gray h×h images with distinct constant values.
 func images(n, c, h int) Images {
 	im := Images{N: n, C: c, H: h, W: h, Data: make([]float32, n*c*h*h)}

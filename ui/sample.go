@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/png"
 	"io"
 	"strings"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
+
+	"github.com/ddpm-studio/ddpm-studio/imgio"
 )
 
 // Sampler choices.
@@ -48,9 +49,9 @@ type sampleScreen struct {
 	mu     sync.Mutex
 	drawn  time.Time // when the last frame was drawn
 	cancel context.CancelFunc
-	result Images  // the last finished samples
-	cols   int     // columns of the result grid
-	strip  []Frame // frames kept for the progression strip
+	result Images             // the last finished samples
+	cols   int                // columns of the result grid
+	strip  *imgio.Progression // steps kept for the progression strip
 }
 
 func newSampleScreen(s *Studio) *sampleScreen {
@@ -160,7 +161,7 @@ func (p *sampleScreen) begin() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.mu.Lock()
 	p.cancel = cancel
-	p.strip = nil
+	p.strip = imgio.NewProgression(stripImages)
 	p.mu.Unlock()
 	p.sample.Disable()
 	p.interp.Disable()
@@ -208,12 +209,8 @@ const frameEvery = 40 * time.Millisecond
 // onFrame shows one denoising step (at most one per frameEvery, and always the last) and
 // keeps it for the strip if it is one of about ten.
 func (p *sampleScreen) onFrame(f Frame) {
-	every := max(1, f.Steps/10)
 	p.mu.Lock()
-	if f.Step == 1 || f.Step%every == 0 || f.Step == f.Steps {
-		keep := Frame{Step: f.Step, Steps: f.Steps, T: f.T, Xt: copyImages(f.Xt.First(stripImages)), X0: copyImages(f.X0.First(stripImages))}
-		p.strip = append(p.strip, keep)
-	}
+	p.strip.Add(f.Step, f.Steps, f.Xt.Data, f.X0.Data, f.Xt.N, f.Xt.C, f.Xt.H, f.Xt.W)
 	skip := f.Step != f.Steps && time.Since(p.drawn) < frameEvery
 	if !skip {
 		p.drawn = time.Now()
@@ -235,11 +232,6 @@ func (p *sampleScreen) onFrame(f Frame) {
 		p.bar.SetValue(float64(f.Step) / float64(f.Steps))
 		p.caption.SetText(caption)
 	})
-}
-
-func copyImages(im Images) Images {
-	im.Data = append([]float32(nil), im.Data...)
-	return im
 }
 
 func (p *sampleScreen) startSampling() {
@@ -282,26 +274,14 @@ func (p *sampleScreen) cancelRun() {
 	p.mu.Unlock()
 }
 
-// stripImage lays the kept frames out as in Fig. 6 of the paper: one row of x_t and one
-// of x̂0 per image, time running left to right.
+// stripImage lays the kept steps out as in Fig. 6 of the paper, as the command line does.
 func (p *sampleScreen) stripImage() (image.Image, error) {
 	p.mu.Lock()
-	frames := p.strip
-	p.mu.Unlock()
-	if len(frames) == 0 {
+	defer p.mu.Unlock()
+	if p.strip == nil {
 		return nil, errors.New("no progression was recorded")
 	}
-	first := frames[0].Xt
-	n, per := first.N, first.C*first.H*first.W
-	out := Images{N: 2 * n * len(frames), C: first.C, H: first.H, W: first.W}
-	for i := 0; i < n; i++ {
-		for _, row := range []func(Frame) Images{func(f Frame) Images { return f.Xt }, func(f Frame) Images { return f.X0 }} {
-			for _, f := range frames {
-				out.Data = append(out.Data, row(f).Data[i*per:(i+1)*per]...)
-			}
-		}
-	}
-	return p.s.renderGrid(gridSpec(out, len(frames), len(frames)*(first.W+2)))
+	return p.strip.Image()
 }
 
 // savePNG asks where to save the image m makes.
@@ -311,7 +291,7 @@ func (p *sampleScreen) savePNG(name string, m func() (image.Image, error)) {
 		if err != nil {
 			return err
 		}
-		return png.Encode(w, img)
+		return imgio.EncodePNG(w, img)
 	})
 }
 
@@ -320,7 +300,7 @@ func (p *sampleScreen) exportGrid() {
 		p.mu.Lock()
 		res, cols := p.result, p.cols
 		p.mu.Unlock()
-		return p.s.renderGrid(gridSpec(res, cols, 0))
+		return imgio.Grid(res.Data, res.N, res.C, res.H, res.W, cols, imgio.Pad), nil
 	})
 }
 
@@ -357,15 +337,13 @@ func (p *sampleScreen) writeEach(dir fyne.URI, res Images) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		m, err := p.s.renderGrid(plainSpec(res.Tile(i)))
-		if err != nil {
-			return i, err
-		}
+		one := res.Tile(i)
+		m := imgio.Single(one.Data, one.C, one.H, one.W)
 		w, err := storage.Writer(u)
 		if err != nil {
 			return i, fmt.Errorf("%s: %w", u.Path(), err)
 		}
-		err = png.Encode(w, m)
+		err = imgio.EncodePNG(w, m)
 		if cerr := w.Close(); err == nil {
 			err = cerr
 		}

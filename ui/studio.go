@@ -38,12 +38,12 @@ import (
 
 // Options configures a Studio.
 type Options struct {
-	Data         DataSpec // the dataset to load at start ("mnist" if empty)
+	Data         DataSpec // the dataset to load at start (Backend.Defaults' if empty)
 	RunsDir      string   // where new runs are made; Backend.DefaultRunsDir() if empty
-	Preset       string   // preset selected in the Train screen ("mnist" if empty)
-	Steps        int64    // initial value of the Steps field (2000 if 0)
-	Batch        int      // initial batch (64 if 0)
-	PreviewEvery int64    // initial preview interval (100 if 0)
+	Preset       string   // preset selected in the Train screen (Backend.Defaults' if empty)
+	Steps        int64    // initial value of the Steps field (Backend.Defaults' if 0)
+	Batch        int      // initial batch (Backend.Defaults' if 0)
+	PreviewEvery int64    // initial preview interval (Backend.Defaults' if 0)
 	Autostart    bool     // start training as soon as the dataset is loaded
 	BeforeClose  func()   // called on the UI goroutine just before the window closes
 
@@ -55,10 +55,11 @@ type Options struct {
 
 // Studio is the main window's content and behaviour.
 type Studio struct {
-	win     fyne.Window
-	backend Backend
-	opts    Options
-	do      func(func()) // runs a function on the UI goroutine (fyne.Do)
+	win      fyne.Window
+	backend  Backend
+	opts     Options
+	defaults TrainRequest // the engine's defaults (Backend.Defaults)
+	do       func(func()) // runs a function on the UI goroutine (fyne.Do)
 
 	mu     sync.Mutex
 	render shaders.Renderer
@@ -76,25 +77,26 @@ type Studio struct {
 // New builds the window's content, installs the drop handler and close intercept on
 // win, and starts loading the initial dataset.
 func New(win fyne.Window, b Backend, r shaders.Renderer, opts Options) *Studio {
+	d := b.Defaults()
 	if opts.Data.Folder == "" && len(opts.Data.Files) == 0 {
-		opts.Data.Folder = "mnist"
+		opts.Data = d.Data
 	}
 	if opts.RunsDir == "" {
 		opts.RunsDir = b.DefaultRunsDir()
 	}
 	if opts.Preset == "" {
-		opts.Preset = "mnist"
+		opts.Preset = d.Preset
 	}
 	if opts.Steps == 0 {
-		opts.Steps = 2000
+		opts.Steps = d.Steps
 	}
 	if opts.Batch == 0 {
-		opts.Batch = 64
+		opts.Batch = d.Batch
 	}
 	if opts.PreviewEvery == 0 {
-		opts.PreviewEvery = 100
+		opts.PreviewEvery = d.PreviewEvery
 	}
-	s := &Studio{win: win, backend: b, opts: opts, render: r, do: opts.Do}
+	s := &Studio{win: win, backend: b, opts: opts, defaults: d, render: r, do: opts.Do}
 	if s.do == nil {
 		s.do = fyne.Do
 	}

@@ -79,12 +79,12 @@ func newTrainScreen(s *Studio) *trainScreen {
 	t.run = newRunPicker([]string{newRun}, func(string) { t.runChanged() })
 	t.preset = widget.NewSelect(names, func(string) { t.presetChanged() })
 	t.schedule = widget.NewSelect([]string{"linear", "cosine"}, nil)
-	t.schedule.SetSelected("linear")
-	t.size = newField("Image size", "28", intIn(8, 512))
+	t.schedule.SetSelected(s.defaults.Schedule)
+	t.size = newField("Image size", strconv.Itoa(s.defaults.Size), intIn(8, 512))
 	t.batch = newField("Batch", strconv.Itoa(s.opts.Batch), intIn(1, 4096))
-	t.lr = newField("Learning rate", "2e-4", floatIn(0, 1, true, false))
+	t.lr = newField("Learning rate", strconv.FormatFloat(s.defaults.LR, 'g', -1, 64), floatIn(0, 1, true, false))
 	t.steps = newField("Steps", strconv.FormatInt(s.opts.Steps, 10), intIn(1, 100_000_000))
-	t.ema = newField("EMA decay", "0.9999", floatIn(0, 1, false, true))
+	t.ema = newField("EMA decay", strconv.FormatFloat(s.defaults.EMA, 'g', -1, 64), floatIn(0, 1, false, true))
 	t.preview = newField("Preview every", strconv.FormatInt(s.opts.PreviewEvery, 10), intIn(0, 100_000_000))
 	for _, f := range t.fields() {
 		f.entry.OnChanged = func(string) { t.validate() }

@@ -64,11 +64,6 @@ func (s *Studio) renderGrid(g shaders.Grid) (*image.RGBA, error) {
 	return m, nil
 }
 
-// plainSpec draws one image at its own size with no padding (for exporting it).
-func plainSpec(im Images) shaders.Grid {
-	return shaders.Grid{Data: im.Data, N: im.N, C: im.C, H: im.H, W: im.W, Cols: im.N, Scale: 1}
-}
-
 // saveDialog asks where to save a PNG (suggesting name) and runs write on the chosen file
 // off the UI goroutine, reporting the outcome on the status line (and errors in a dialog).
 func (s *Studio) saveDialog(name string, write func(io.Writer) error) {
