@@ -74,16 +74,16 @@ func checkSampleMemory(net *compute.UNet, n int) error {
 	if err != nil {
 		return err
 	}
-	need := pass + per*int64(n)
-	if need <= avail {
+	need := float64(pass) + float64(per)*float64(n) // float: n may be absurd
+	if need <= float64(avail) {
 		return nil
 	}
 	fits := int64(0)
 	if avail > pass {
 		fits = (avail - pass) / per
 	}
-	return fmt.Errorf("sampling %d images of %d×%d×%d needs about %s of memory, and %s is available: ask for at most %d",
-		n, cfg.Resolution, cfg.Resolution, cfg.InChannels, gb(need), gb(avail), fits)
+	return fmt.Errorf("%d images of %d×%d×%d need about %s of memory, and %s is available: ask for at most %d",
+		n, cfg.Resolution, cfg.Resolution, cfg.InChannels, gb(int64(min(need, 9e18))), gb(avail), fits)
 }
 
 // CheckEval refuses to run the network on n images at once (as the denoise command does)

@@ -152,64 +152,65 @@ func (o Options) Validate() error {
 	case o.Data == "" && len(o.DataFiles) == 0 && o.given(OptData):
 		return fmt.Errorf("--%s is empty: give a folder of images, or mnist", OptData)
 	}
-	_, err := o.Model.Config(0)
-	return err
+	return o.Model.check()
+}
+
+// check checks each value given, on its own (Config checks the whole model).
+func (m ModelOptions) check() error {
+	bad := func(name string, v any, why string) error { return fmt.Errorf("--%s %v: %s", name, v, why) }
+	if _, err := compute.PresetConfig(m.Preset); err != nil {
+		return fmt.Errorf("--%s: %w", OptPreset, err)
+	}
+	switch {
+	case m.ImageSize != nil && (*m.ImageSize < 1 || *m.ImageSize > compute.MaxResolution):
+		return bad(OptImageSize, *m.ImageSize, fmt.Sprintf("must be between 1 and %d pixels", compute.MaxResolution))
+	case m.Channels != nil && *m.Channels != 1 && *m.Channels != 3:
+		return bad(OptChannels, *m.Channels, "must be 1 (gray) or 3 (RGB)")
+	case m.Ch != nil && (*m.Ch < compute.Groups || *m.Ch%compute.Groups != 0):
+		return bad(OptCh, *m.Ch, fmt.Sprintf("must be a positive multiple of %d (the GroupNorm groups)", compute.Groups))
+	case m.ChMult != nil && len(m.ChMult) == 0:
+		return bad(OptChMult, "''", "needs at least one multiplier")
+	case m.ResBlocks != nil && *m.ResBlocks < 1:
+		return bad(OptResBlocks, *m.ResBlocks, "must be at least 1")
+	case m.Dropout != nil && !(*m.Dropout >= 0 && *m.Dropout < 1):
+		return bad(OptDropout, *m.Dropout, "must be in [0, 1)")
+	}
+	for _, v := range m.ChMult {
+		if v < 1 {
+			return bad(OptChMult, joinInts(m.ChMult), "multipliers must be at least 1")
+		}
+	}
+	return nil
 }
 
 // Config is the network the options describe for images of the given channels
-// (0: the preset's), checked.
+// (0: the preset's), checked as a whole (attention must be at a level's resolution, say).
 func (m ModelOptions) Config(channels int) (compute.Config, error) {
-	c, err := compute.PresetConfig(m.Preset)
-	if err != nil {
-		return c, fmt.Errorf("--%s: %w", OptPreset, err)
+	if err := m.check(); err != nil {
+		return compute.Config{}, err
 	}
-	bad := func(name string, v any, why string) (compute.Config, error) {
-		return c, fmt.Errorf("--%s %v: %s", name, v, why)
-	}
+	c, _ := compute.PresetConfig(m.Preset)
 	if m.ImageSize != nil {
-		if *m.ImageSize < 1 || *m.ImageSize > compute.MaxResolution {
-			return bad(OptImageSize, *m.ImageSize, fmt.Sprintf("must be between 1 and %d pixels", compute.MaxResolution))
-		}
 		c.Resolution = *m.ImageSize
 	}
 	if m.Channels != nil {
-		if *m.Channels != 1 && *m.Channels != 3 {
-			return bad(OptChannels, *m.Channels, "must be 1 (gray) or 3 (RGB)")
-		}
 		c.InChannels, c.OutCh = *m.Channels, *m.Channels
 	} else if channels != 0 {
 		c.InChannels, c.OutCh = channels, channels
 	}
 	if m.Ch != nil {
-		if *m.Ch < compute.Groups || *m.Ch%compute.Groups != 0 {
-			return bad(OptCh, *m.Ch, fmt.Sprintf("must be a positive multiple of %d (the GroupNorm groups)", compute.Groups))
-		}
 		c.Ch = *m.Ch
 	}
 	if m.ChMult != nil {
-		if len(m.ChMult) == 0 {
-			return bad(OptChMult, "''", "needs at least one multiplier")
-		}
-		for _, v := range m.ChMult {
-			if v < 1 {
-				return bad(OptChMult, joinInts(m.ChMult), "multipliers must be at least 1")
-			}
-		}
 		c.ChMult = slices.Clone(m.ChMult)
 	}
 	if m.ResBlocks != nil {
-		if *m.ResBlocks < 1 {
-			return bad(OptResBlocks, *m.ResBlocks, "must be at least 1")
-		}
 		c.NumResBlocks = *m.ResBlocks
 	}
 	if m.Attn != nil {
 		c.AttnResolutions = slices.Clone(m.Attn)
 	}
 	if m.Dropout != nil {
-		if !finite(*m.Dropout) || *m.Dropout < 0 || *m.Dropout >= 1 {
-			return bad(OptDropout, *m.Dropout, "must be in [0, 1)")
-		}
 		c.Dropout = *m.Dropout
 	}
 	if err := c.Validate(); err != nil {

@@ -60,9 +60,6 @@ const (
 	SamplerDDIM = "ddim"
 )
 
-// MaxSampleImages bounds the images of one sampling whatever the memory.
-const MaxSampleImages = 1 << 20
-
 // SampleOptions say how to sample.
 type SampleOptions struct {
 	Sampler  string  // SamplerDDPM (all T steps) or SamplerDDIM
@@ -78,8 +75,8 @@ type SampleOptions struct {
 // check validates o for the model, naming the command line's flags.
 func (m *Model) check(o *SampleOptions) error {
 	switch {
-	case o.N < 1 || o.N > MaxSampleImages:
-		return fmt.Errorf("--n %d: must be between 1 and %d", o.N, MaxSampleImages)
+	case o.N < 1:
+		return fmt.Errorf("--n %d: must be at least 1", o.N)
 	case o.Sampler != SamplerDDPM && o.Sampler != SamplerDDIM:
 		return fmt.Errorf("--sampler %q: must be ddpm or ddim", o.Sampler)
 	case o.Sampler == SamplerDDIM && (o.Steps < 1 || o.Steps > m.Sched.T):

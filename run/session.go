@@ -290,7 +290,7 @@ func (s *Session) reconcile(opts Options, st compute.State) error {
 		optim.EMADecay = opts.EMA
 	}
 	eff.LR, eff.Warmup, eff.EMA = optim.LR, optim.Warmup, optim.EMADecay
-	if !opts.given(OptSteps) && m.Steps > st.Step {
+	if !opts.given(OptSteps) && m.Steps > 0 {
 		eff.Steps = m.Steps // continue to the target the run was started with
 	}
 	m.Steps = eff.Steps
