@@ -14,6 +14,7 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 	"github.com/go-gl/glfw/v3.3/glfw"
 
+	"github.com/ddpm-studio/ddpm-studio/imgio"
 	"github.com/ddpm-studio/ddpm-studio/internal/atomicfile"
 	"github.com/ddpm-studio/ddpm-studio/shaders"
 	"github.com/ddpm-studio/ddpm-studio/ui"
@@ -46,6 +47,9 @@ type guiReport struct {
 	// have been held up.
 	MaxUILatencyMS float64 `json:"max_ui_latency_ms"`
 	UIProbes       int     `json:"ui_probes"`
+	// The images last put in the regions, as PNG files (the training is paused, so
+	// they are what the screen shows).
+	Images map[string]string `json:"images"`
 }
 
 // runsDir is the default folder for runs.
@@ -160,8 +164,10 @@ func (c *guiCmd) Run(e *env) error {
 	return nil
 }
 
-// report waits until the loss curve and a preview have been drawn a few times, then
-// writes where they are on the screen.
+// report waits until the loss curve and a preview have been drawn a few times, pauses
+// the training so that the screen stops changing, and then writes where the loss curve
+// and the previews are in the window, and the images last put there (REPORT.loss.png,
+// REPORT.xt.png, REPORT.x0.png), so that a test can compare them with a screenshot.
 func (c *guiCmd) report(s *ui.Studio) {
 	var worst time.Duration
 	probes := 0
@@ -186,24 +192,38 @@ func (c *guiCmd) report(s *ui.Studio) {
 	}()
 	for {
 		time.Sleep(500 * time.Millisecond)
-		var rep guiReport
 		var ready bool
 		fyne.DoAndWait(func() {
 			st := s.Stats()
 			ready = st.PlotDraws >= 2 && st.PreviewDraws >= 3
-			rep = guiReport{Renderer: s.Renderer().Name(), Scale: s.Scale(), Regions: s.Regions(), Step: st.Step}
 		})
-		if !ready {
-			continue
+		if ready {
+			break
 		}
-		time.Sleep(300 * time.Millisecond) // let the last frame reach the screen
-		close(stop)
-		<-done
-		rep.MaxUILatencyMS, rep.UIProbes = float64(worst.Microseconds())/1000, probes
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := atomicfile.WriteFile(c.Report, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+	}
+	close(stop)
+	<-done
+	fyne.DoAndWait(s.PauseTraining)
+	for paused := false; !paused; {
+		time.Sleep(100 * time.Millisecond)
+		fyne.DoAndWait(func() { paused = s.Stats().Paused })
+	}
+	time.Sleep(500 * time.Millisecond) // let the last frame reach the screen
+	var rep guiReport
+	fyne.DoAndWait(func() {
+		rep = guiReport{Renderer: s.Renderer().Name(), Scale: s.Scale(), Regions: s.Regions(), Step: s.Stats().Step, Images: map[string]string{}}
+	})
+	rep.MaxUILatencyMS, rep.UIProbes = float64(worst.Microseconds())/1000, probes
+	for name, img := range s.Shown() {
+		path := c.Report + "." + name + ".png"
+		if err := imgio.SavePNG(path, img); err != nil {
 			fmt.Fprintf(os.Stderr, "report: %v\n", err)
+			return
 		}
-		return
+		rep.Images[name] = path
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	if err := atomicfile.WriteFile(c.Report, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+		fmt.Fprintf(os.Stderr, "report: %v\n", err)
 	}
 }

@@ -119,25 +119,22 @@ func TestWindowTrains(t *testing.T) {
 		t.Errorf("loss region %v: %d white and %d curve-blue pixels of %d; no loss curve drawn", loss, white, blue, area)
 	}
 
-	// The preview grids: many grey levels (noise turning into images), not a blank area.
-	for _, name := range []string{"xt", "x0"} {
-		r := px(rep.Regions[name])
-		levels := map[uint32]bool{}
-		var sum, sq float64
-		n := 0
-		for y := r.Min.Y; y < r.Max.Y; y++ {
-			for x := r.Min.X; x < r.Max.X; x++ {
-				v, _, _, _ := img.At(x, y).RGBA()
-				levels[v>>8] = true
-				sum += float64(v >> 8)
-				sq += float64(v>>8) * float64(v>>8)
-				n++
-			}
+	// The right frames: each region shows the image the window last put there (the
+	// training is paused, so the screen no longer changes), scaled to fit: the screenshot
+	// correlates with that image, and not with the image mirrored left to right, which
+	// stands for any other frame (a stale, swapped or blank view fails).
+	for name, pixels := range map[string]bool{"loss": false, "xt": true, "x0": true} { // the grids are pixel art
+		path, ok := rep.Images[name]
+		if !ok {
+			t.Fatalf("the report lacks the %s image: %v", name, rep.Images)
 		}
-		std := math.Sqrt(sq/float64(n) - (sum/float64(n))*(sum/float64(n)))
-		t.Logf("%s region %v: %d grey levels, std %.1f", name, r, len(levels), std)
-		if len(levels) < 16 || std < 10 {
-			t.Errorf("%s region %v: %d grey levels, std %.1f; no image grid drawn", name, r, len(levels), std)
+		want := readPNG(t, path)
+		r := px(rep.Regions[name])
+		own, other := correlation(img, r, want, pixels), correlation(img, r, mirrored(want), pixels)
+		t.Logf("%s region %v: correlation %.3f with the image drawn there, %.3f with it mirrored", name, r, own, other)
+		if own < 0.9 || other > 0.4 {
+			t.Errorf("%s region %v: correlation %.3f with the image last drawn there (want ≥ 0.9), %.3f with it mirrored (want ≤ 0.4)",
+				name, r, own, other)
 		}
 	}
 
@@ -190,4 +187,96 @@ func copyFileTo(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fit is where Fyne's ImageFillContain draws an image of bounds b in region r: scaled
+// by scale, its top-left corner at (x0, y0).
+func fit(r image.Rectangle, b image.Rectangle) (scale, x0, y0 float64) {
+	scale = math.Min(float64(r.Dx())/float64(b.Dx()), float64(r.Dy())/float64(b.Dy()))
+	x0 = float64(r.Min.X) + (float64(r.Dx())-float64(b.Dx())*scale)/2
+	y0 = float64(r.Min.Y) + (float64(r.Dy())-float64(b.Dy())*scale)/2
+	return scale, x0, y0
+}
+
+func gray(m image.Image, x, y int) float64 {
+	cr, cg, cb, _ := m.At(x, y).RGBA()
+	return float64(cr+cg+cb) / 3
+}
+
+// pearson accumulates pairs and returns their correlation.
+type pearson struct{ n, sa, sb, saa, sbb, sab float64 }
+
+func (p *pearson) add(a, b float64) {
+	p.n, p.sa, p.sb, p.saa, p.sbb, p.sab = p.n+1, p.sa+a, p.sb+b, p.saa+a*a, p.sbb+b*b, p.sab+a*b
+}
+
+func (p *pearson) r() float64 {
+	n := p.n
+	return (p.sab/n - p.sa/n*p.sb/n) / math.Sqrt((p.saa/n-p.sa/n*p.sa/n)*(p.sbb/n-p.sb/n*p.sb/n))
+}
+
+// correlation is the Pearson correlation between the screenshot in region r and img as
+// the window draws it there (scaled to fit, centred). Pixel art (pixels set) is compared
+// at the pixels of img inside areas of one colour (a uniform 5×5 neighbourhood), which
+// nearest-neighbour scaling keeps whatever it does at edges; a smooth image (a plot) is
+// compared in blocks of 4×4 screen pixels against the mean of img's pixels under them.
+func correlation(shot image.Image, r image.Rectangle, img image.Image, pixels bool) float64 {
+	b := img.Bounds()
+	scale, x0, y0 := fit(r, b)
+	var p pearson
+	if pixels {
+		uniform := func(x, y int) bool {
+			for dy := -2; dy <= 2; dy++ {
+				for dx := -2; dx <= 2; dx++ {
+					if gray(img, x+dx, y+dy) != gray(img, x, y) {
+						return false
+					}
+				}
+			}
+			return true
+		}
+		for y := b.Min.Y + 2; y < b.Max.Y-2; y++ {
+			for x := b.Min.X + 2; x < b.Max.X-2; x++ {
+				if uniform(x, y) {
+					sx, sy := x0+(float64(x-b.Min.X)+0.5)*scale, y0+(float64(y-b.Min.Y)+0.5)*scale
+					p.add(gray(shot, int(sx), int(sy)), gray(img, x, y))
+				}
+			}
+		}
+		return p.r()
+	}
+	const block = 4
+	w, h := int(float64(b.Dx())*scale), int(float64(b.Dy())*scale)
+	for by := 0; by+block <= h; by += block {
+		for bx := 0; bx+block <= w; bx += block {
+			var a, v, k float64
+			for y := by; y < by+block; y++ {
+				for x := bx; x < bx+block; x++ {
+					a += gray(shot, int(x0)+x, int(y0)+y)
+				}
+			}
+			for y := int(math.Ceil(float64(by)/scale - 0.5)); float64(y)+0.5 < float64(by+block)/scale; y++ {
+				for x := int(math.Ceil(float64(bx)/scale - 0.5)); float64(x)+0.5 < float64(bx+block)/scale; x++ {
+					v += gray(img, b.Min.X+x, b.Min.Y+y)
+					k++
+				}
+			}
+			if k > 0 {
+				p.add(a/block/block, v/k)
+			}
+		}
+	}
+	return p.r()
+}
+
+// mirrored is img flipped left to right.
+func mirrored(img image.Image) image.Image {
+	b := img.Bounds()
+	out := image.NewRGBA(b)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			out.Set(b.Max.X-1-(x-b.Min.X), y, img.At(x, y))
+		}
+	}
+	return out
 }

@@ -23,6 +23,7 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"image"
 	"os"
 	"path/filepath"
 	"strings"
@@ -288,11 +289,36 @@ type Stats struct {
 	PlotDraws    int64 // loss curve renders
 	PreviewDraws int64 // preview frames shown
 	Step         int64 // last training step reported
+	Paused       bool  // the training is paused
 }
 
 // Stats returns the drawing counters.
 func (s *Studio) Stats() Stats {
-	return Stats{PlotDraws: s.train.plotDraws.Load(), PreviewDraws: s.train.previewDraws.Load(), Step: s.train.lastStep.Load()}
+	s.train.mu.Lock()
+	paused := s.train.state == paused
+	s.train.mu.Unlock()
+	return Stats{PlotDraws: s.train.plotDraws.Load(), PreviewDraws: s.train.previewDraws.Load(), Step: s.train.lastStep.Load(), Paused: paused}
+}
+
+// Shown returns the images last put on the screen for the regions of Regions ("loss",
+// "xt", "x0"), as rendered, before the window scales them to their areas.
+func (s *Studio) Shown() map[string]image.Image {
+	out := map[string]image.Image{}
+	s.train.shown.Range(func(k, v any) bool {
+		out[k.(string)] = v.(image.Image)
+		return true
+	})
+	return out
+}
+
+// PauseTraining pauses a running training, as the Pause button does (UI goroutine).
+func (s *Studio) PauseTraining() {
+	s.train.mu.Lock()
+	st := s.train.state
+	s.train.mu.Unlock()
+	if st == running {
+		s.train.togglePause()
+	}
 }
 
 // Rect is a region of the window in Fyne units (multiply by Scale for pixels).

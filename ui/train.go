@@ -66,6 +66,7 @@ type trainScreen struct {
 	lastPlot  time.Time
 
 	plotDraws, previewDraws, lastStep atomic.Int64 // see Studio.Stats
+	shown                             sync.Map     // the image last set on the loss plot and the previews, by region name
 }
 
 func newTrainScreen(s *Studio) *trainScreen {
@@ -424,6 +425,7 @@ func (t *trainScreen) redrawPlot() {
 		return
 	}
 	t.s.setImage(t.plot, m)
+	t.shown.Store("loss", m)
 	t.plotDraws.Add(1)
 }
 
@@ -442,6 +444,8 @@ func (t *trainScreen) showPreview(ev TrainEvent) {
 	}
 	t.s.setImage(t.xt, a)
 	t.s.setImage(t.x0, b)
+	t.shown.Store("xt", a)
+	t.shown.Store("x0", b)
 	t.previewDraws.Add(1)
 	caption := fmt.Sprintf("Preview with the EMA weights at training step %d: denoising step %d/%d (t = %d). Left x_t, right x̂0.", ev.Step, f.Step, f.Steps, f.T)
 	t.s.do(func() { t.caption.SetText(caption) })
