@@ -221,6 +221,13 @@ func TestPredictEpsChunks(t *testing.T) {
 	}
 }
 
+// TestGlobalNormClip checks the clip as TrainStep applies it (tf.clip_by_global_norm):
+// when the norm of all gradients together exceeds GradClip, every gradient is scaled by
+// GradClip/norm, else none is. After the first Adam step m = (1−β1)·g_c, so m/(1−β1)
+// must equal the raw gradients times min(1, clip/norm): with the clip at a third of the
+// norm its global norm is the clip (most tensors are then below the clip on their own,
+// so clipping per tensor fails), and with the clip above the norm or 0 it is the raw
+// gradient. Also: globalNorm, the warm-up and the EMA decay against closed forms.
 func TestGlobalNormClip(t *testing.T) {
 	g := [][]float32{{3, 0}, {4}}
 	if n := globalNorm(g); n != 5 {
@@ -235,6 +242,66 @@ func TestGlobalNormClip(t *testing.T) {
 	}
 	if d := o.EMADecayAt(1e9); d != 0.9999 {
 		t.Errorf("EMA decay late: %g", d)
+	}
+
+	shape := diffusion.Shape{N: 2, C: 1, H: 16, W: 16}
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{40, 600}
+	// step returns the raw gradients, their norm and m/(1−β1) after one step with clip.
+	step := func(clip float64) (grads, gc [][]float32, norm float64) {
+		net := tinyNet(t, 0)
+		wake(net, 4)
+		opt := DefaultOptim()
+		opt.GradClip = clip
+		tr := NewTrainer(net, opt, 0)
+		defer tr.Close()
+		st, err := tr.TrainStep(x, ts, eps, shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := tr.train[shape.N]
+		for i, gn := range f.grads {
+			grads = append(grads, slices.Clone(f.prog.float32s(gn)))
+			c := make([]float32, len(tr.M[i]))
+			for j, m := range tr.M[i] {
+				c[j] = m / float32(1-opt.Beta1)
+			}
+			gc = append(gc, c)
+		}
+		if n := globalNorm(grads); math.Abs(n-st.GradNorm) > 1e-9*n {
+			t.Fatalf("reported norm %v, gradients' norm %v", st.GradNorm, n)
+		}
+		return grads, gc, st.GradNorm
+	}
+	same := func(what string, got, want [][]float32, scale float64) {
+		t.Helper()
+		for i := range want {
+			for j, w := range want[i] {
+				exp := float64(w) * scale
+				if d := math.Abs(float64(got[i][j]) - exp); d > 1e-6*math.Abs(exp)+1e-12 {
+					t.Fatalf("%s: tensor %d [%d] = %g after the step, want %g", what, i, j, got[i][j], exp)
+				}
+			}
+		}
+	}
+	_, gc, norm := step(0)
+	raw, _, _ := step(2 * norm)
+	same("clip 0 (off)", gc, raw, 1)
+	_, gc, _ = step(2 * norm)
+	same("clip above the norm", gc, raw, 1)
+	clip := norm / 3
+	_, gc, _ = step(clip)
+	same("clip at a third of the norm", gc, raw, clip/norm)
+	if n := globalNorm(gc); math.Abs(n-clip) > 1e-5*clip {
+		t.Errorf("clipped gradients have norm %g, want the clip %g", n, clip)
+	}
+	below := 0
+	for _, r := range raw {
+		if globalNorm([][]float32{r}) < clip {
+			below++
+		}
+	}
+	if below == 0 {
+		t.Fatal("test setup: every tensor's norm is above the clip; clipping per tensor would pass")
 	}
 }
 
