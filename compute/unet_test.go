@@ -2,6 +2,7 @@ package compute
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -311,7 +312,9 @@ func layerKind(name string) string {
 	return layer[strings.LastIndex(layer, ".")+1:]
 }
 
-// TestForwardFLOPs checks the count against a hand count for a 1-level model.
+// TestForwardFLOPs checks the count against a hand count for a 1-level model and, for
+// the presets, against a count from the parameter list. It catches a layer left out of
+// the count or counted at the wrong resolution.
 func TestForwardFLOPs(t *testing.T) {
 	cfg := Config{Resolution: 4, InChannels: 1, OutCh: 1, Ch: 32, ChMult: []int{1}, NumResBlocks: 1, AttnResolutions: nil}
 	net, err := NewUNet(cfg, 0)
@@ -335,8 +338,71 @@ func TestForwardFLOPs(t *testing.T) {
 	if got != want {
 		t.Errorf("ForwardFLOPs = %g, want %g", got, want)
 	}
-	mn, _ := PresetConfig("mnist")
-	m, _ := NewUNet(mn, 0)
-	f, _ := m.ForwardFLOPs(1)
-	t.Logf("mnist: %.3f GFLOP per image forward", f/1e9)
+	// The presets, against a count from the parameter list: every conv weight [O,I,k,k]
+	// costs 2·O·I·k² per pixel of its output, whose resolution follows from the layer's
+	// name; every dense weight [out,in] 2·out·in; every attention block two products
+	// of 2·(H·W)²·C. The builder counts from the graph's shapes instead.
+	for _, preset := range []string{"tiny", "mnist", "cifar32"} {
+		cfg, _ := PresetConfig(preset)
+		m, err := NewUNet(cfg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 3
+		got, err := m.ForwardFLOPs(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := flopsFromParams(t, m, n); got != want {
+			t.Errorf("%s: ForwardFLOPs(%d) = %g, count from the parameters %g", preset, n, got, want)
+		}
+	}
+}
+
+// flopsFromParams counts the forward FLOPs of n images from the parameters' names and shapes.
+func flopsFromParams(t *testing.T, m *UNet, n int) float64 {
+	t.Helper()
+	c := m.Config
+	last := len(c.ChMult) - 1
+	res := func(name string) int { // output resolution of the layer
+		var i int
+		switch {
+		case strings.HasPrefix(name, "conv_in.") || strings.HasPrefix(name, "conv_out."):
+			return c.Resolution
+		case strings.HasPrefix(name, "mid."):
+			return c.Resolution >> last
+		case strings.Contains(name, ".downsample."):
+			fmt.Sscanf(name, "down.%d.", &i)
+			return c.Resolution >> (i + 1)
+		case strings.Contains(name, ".upsample."):
+			fmt.Sscanf(name, "up.%d.", &i)
+			return c.Resolution >> (i - 1)
+		case strings.HasPrefix(name, "down."):
+			fmt.Sscanf(name, "down.%d.", &i)
+		case strings.HasPrefix(name, "up."):
+			fmt.Sscanf(name, "up.%d.", &i)
+		default:
+			t.Fatalf("layer %s: no resolution", name)
+		}
+		return c.Resolution >> i
+	}
+	var f float64
+	for _, p := range m.Params {
+		if !strings.HasSuffix(p.Name, ".weight") {
+			continue
+		}
+		s := p.Shape
+		switch len(s) {
+		case 4: // conv
+			r := res(p.Name)
+			f += 2 * float64(n*s[0]*s[1]*s[2]*s[3]*r*r)
+			if strings.HasSuffix(p.Name, ".q.weight") { // one attention block: w = qᵀk, h = v wᵀ
+				hw := r * r
+				f += 2 * 2 * float64(n*hw*hw*s[0])
+			}
+		case 2: // dense
+			f += 2 * float64(n*s[0]*s[1])
+		}
+	}
+	return f
 }
