@@ -146,11 +146,6 @@ func (op swishOp) SymDiff(inputs gorgonia.Nodes, _, grad *gorgonia.Node) (gorgon
 	return gorgonia.Nodes{dx}, nil
 }
 
-// DoDiff adds dL/dx to the gradient of the input.
-func (op swishOp) DoDiff(_ gorgonia.ExecutionContext, inputs gorgonia.Nodes, out *gorgonia.Node) error {
-	return unaryDoDiff(op, swishGradOp{}, true, inputs, out)
-}
-
 // swishGradOp computes dL/dx = dL/dy · swish'(x) from x and dL/dy.
 type swishGradOp struct{ pure }
 
