@@ -41,9 +41,10 @@ func fastMath[T float]() bool {
 	return unsafe.Sizeof(t) == 4
 }
 
-// expFast is e^x to a relative error below 1e-8, far below float32's
-// resolution, and 2–3× faster than math.Exp: with x = n·ln 2 + r, |r| ≤ ln 2 / 2,
-// e^x = 2^n · e^r, e^r by its Taylor polynomial of degree 7.
+// expFast is e^x to a relative error below 1e-8 (TestExpFast), far below
+// float32's resolution, and cheaper than math.Exp, which works to full float64
+// precision: with x = n·ln 2 + r, |r| ≤ ln 2 / 2, e^x = 2^n · e^r, e^r by its
+// Taylor polynomial of degree 7.
 func expFast(x float64) float64 {
 	if !(x > -708 && x < 709) { // also NaN
 		return math.Exp(x)
