@@ -50,7 +50,8 @@ const (
 // (official: LR·s/Warmup, so its first step runs at rate 0), and the EMA's num_updates
 // is the step count before the step (the official DDPM code passes no num_updates).
 //
-// Bugs it catches (each planted once; see the report of issue 10): d and 1−d swapped
+// Bugs it catches (each planted once; bench/torchref/README.md lists the errors they
+// gave): d and 1−d swapped
 // in the EMA, the EMA decay of step s+1 (EMADecayAt(Step)) instead of s, an off-by-one
 // in Adam's bias correction, clipping per tensor instead of globally, a dropout mask
 // applied at the wrong place, a wrong gradient of an op.

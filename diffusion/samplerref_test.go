@@ -124,7 +124,7 @@ const samplerRefTol = 2e-6
 // The noise is drawn by a twin of the sampler's rng in the order SampleDDPM and
 // SampleDDIM document (element by element, at every step that adds noise); afterwards
 // both generators must be at the same point, so a sampler that draws more or less
-// noise fails too. Bugs it catches (each planted once, see the report of issue 10):
+// noise fails too. Bugs it catches (each planted once; bench/torchref/README.md):
 // a wrong σ_t for either variance (e.g. β̃_t for fixedlarge, β_t for fixedsmall, or the
 // fixedlarge log-variance using β̃_1 at every t), a wrong posterior coefficient, noise
 // added at t = 0, an unclipped x̂0, and DDIM's σ computed from α_t instead of ᾱ_t.
