@@ -51,10 +51,9 @@ const (
 // is the step count before the step (the official DDPM code passes no num_updates).
 //
 // Bugs it catches (each planted once; bench/torchref/README.md lists the errors they
-// gave): d and 1−d swapped
-// in the EMA, the EMA decay of step s+1 (EMADecayAt(Step)) instead of s, an off-by-one
-// in Adam's bias correction, clipping per tensor instead of globally, a dropout mask
-// applied at the wrong place, a wrong gradient of an op.
+// gave): d and 1−d swapped in the EMA, the EMA decay of step s+1 (EMADecayAt(Step))
+// instead of s, an off-by-one in Adam's bias correction, clipping per tensor instead of
+// globally, a dropout mask applied at the wrong place, a wrong gradient of an op.
 func TestTrainStepsMatchTorchReference(t *testing.T) {
 	py := torchPython(t)
 	const steps = 4
