@@ -12,8 +12,8 @@ import (
 //
 // It replaces Gorgonia's TapeMachine, whose register allocator gives every node
 // a register of its own for the whole run: a training step then holds every
-// activation and every gradient at once (2.1 GB of values for the mnist preset
-// at batch 64, where at most 0.61 GB is ever needed at the same moment).
+// activation and every gradient at once, where far less is ever needed at the
+// same moment (TestProgramArenaIsSmall).
 // program executes the nodes in the order they were created, which is a
 // topological order and, for the gradient nodes gorgonia.Grad adds, the usual
 // reverse-mode order. Before the first run it plans where each result lives:

@@ -14,6 +14,7 @@ package compute_test
 // import both; if none can, those tests are skipped.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -160,7 +161,12 @@ func writeNpy(t *testing.T, path string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := npyio.Write(f, v); err != nil {
+	w := bufio.NewWriter(f)
+	if err := npyio.Write(w, v); err != nil {
+		f.Close()
+		t.Fatalf("write %s: %v", path, err)
+	}
+	if err := w.Flush(); err != nil {
 		f.Close()
 		t.Fatalf("write %s: %v", path, err)
 	}
@@ -177,7 +183,7 @@ func readNpyFloat32(t *testing.T, path string) []float32 {
 	}
 	defer f.Close()
 	var v []float32
-	if err := npyio.Read(f, &v); err != nil {
+	if err := npyio.Read(bufio.NewReader(f), &v); err != nil {
 		t.Fatalf("read %s: %v", path, err)
 	}
 	return v

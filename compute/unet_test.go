@@ -2,6 +2,7 @@ package compute
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -221,6 +222,13 @@ func TestPredictEpsChunks(t *testing.T) {
 	}
 }
 
+// TestGlobalNormClip checks the clip as TrainStep applies it (tf.clip_by_global_norm):
+// when the norm of all gradients together exceeds GradClip, every gradient is scaled by
+// GradClip/norm, else none is. After the first Adam step m = (1−β1)·g_c, so m/(1−β1)
+// must equal the raw gradients times min(1, clip/norm): with the clip at a third of the
+// norm its global norm is the clip (most tensors are then below the clip on their own,
+// so clipping per tensor fails), and with the clip above the norm or 0 it is the raw
+// gradient. Also: globalNorm, the warm-up and the EMA decay against closed forms.
 func TestGlobalNormClip(t *testing.T) {
 	g := [][]float32{{3, 0}, {4}}
 	if n := globalNorm(g); n != 5 {
@@ -236,6 +244,66 @@ func TestGlobalNormClip(t *testing.T) {
 	if d := o.EMADecayAt(1e9); d != 0.9999 {
 		t.Errorf("EMA decay late: %g", d)
 	}
+
+	shape := diffusion.Shape{N: 2, C: 1, H: 16, W: 16}
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{40, 600}
+	// step returns the raw gradients, their norm and m/(1−β1) after one step with clip.
+	step := func(clip float64) (grads, gc [][]float32, norm float64) {
+		net := tinyNet(t, 0)
+		wake(net, 4)
+		opt := DefaultOptim()
+		opt.GradClip = clip
+		tr := NewTrainer(net, opt, 0)
+		defer tr.Close()
+		st, err := tr.TrainStep(x, ts, eps, shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := tr.train[shape.N]
+		for i, gn := range f.grads {
+			grads = append(grads, slices.Clone(f.prog.float32s(gn)))
+			c := make([]float32, len(tr.M[i]))
+			for j, m := range tr.M[i] {
+				c[j] = m / float32(1-opt.Beta1)
+			}
+			gc = append(gc, c)
+		}
+		if n := globalNorm(grads); math.Abs(n-st.GradNorm) > 1e-9*n {
+			t.Fatalf("reported norm %v, gradients' norm %v", st.GradNorm, n)
+		}
+		return grads, gc, st.GradNorm
+	}
+	same := func(what string, got, want [][]float32, scale float64) {
+		t.Helper()
+		for i := range want {
+			for j, w := range want[i] {
+				exp := float64(w) * scale
+				if d := math.Abs(float64(got[i][j]) - exp); d > 1e-6*math.Abs(exp)+1e-12 {
+					t.Fatalf("%s: tensor %d [%d] = %g after the step, want %g", what, i, j, got[i][j], exp)
+				}
+			}
+		}
+	}
+	_, gc, norm := step(0)
+	raw, _, _ := step(2 * norm)
+	same("clip 0 (off)", gc, raw, 1)
+	_, gc, _ = step(2 * norm)
+	same("clip above the norm", gc, raw, 1)
+	clip := norm / 3
+	_, gc, _ = step(clip)
+	same("clip at a third of the norm", gc, raw, clip/norm)
+	if n := globalNorm(gc); math.Abs(n-clip) > 1e-5*clip {
+		t.Errorf("clipped gradients have norm %g, want the clip %g", n, clip)
+	}
+	below := 0
+	for _, r := range raw {
+		if globalNorm([][]float32{r}) < clip {
+			below++
+		}
+	}
+	if below == 0 {
+		t.Fatal("test setup: every tensor's norm is above the clip; clipping per tensor would pass")
+	}
 }
 
 // layerKind is the last part of a parameter's layer name: "conv2" for "down.0.block.1.conv2.weight".
@@ -244,7 +312,9 @@ func layerKind(name string) string {
 	return layer[strings.LastIndex(layer, ".")+1:]
 }
 
-// TestForwardFLOPs checks the count against a hand count for a 1-level model.
+// TestForwardFLOPs checks the count against a hand count for a 1-level model and, for
+// the presets, against a count from the parameter list. It catches a layer left out of
+// the count or counted at the wrong resolution.
 func TestForwardFLOPs(t *testing.T) {
 	cfg := Config{Resolution: 4, InChannels: 1, OutCh: 1, Ch: 32, ChMult: []int{1}, NumResBlocks: 1, AttnResolutions: nil}
 	net, err := NewUNet(cfg, 0)
@@ -268,8 +338,71 @@ func TestForwardFLOPs(t *testing.T) {
 	if got != want {
 		t.Errorf("ForwardFLOPs = %g, want %g", got, want)
 	}
-	mn, _ := PresetConfig("mnist")
-	m, _ := NewUNet(mn, 0)
-	f, _ := m.ForwardFLOPs(1)
-	t.Logf("mnist: %.3f GFLOP per image forward", f/1e9)
+	// The presets, against a count from the parameter list: every conv weight [O,I,k,k]
+	// costs 2·O·I·k² per pixel of its output, whose resolution follows from the layer's
+	// name; every dense weight [out,in] 2·out·in; every attention block two products
+	// of 2·(H·W)²·C. The builder counts from the graph's shapes instead.
+	for _, preset := range []string{"tiny", "mnist", "cifar32"} {
+		cfg, _ := PresetConfig(preset)
+		m, err := NewUNet(cfg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 3
+		got, err := m.ForwardFLOPs(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := flopsFromParams(t, m, n); got != want {
+			t.Errorf("%s: ForwardFLOPs(%d) = %g, count from the parameters %g", preset, n, got, want)
+		}
+	}
+}
+
+// flopsFromParams counts the forward FLOPs of n images from the parameters' names and shapes.
+func flopsFromParams(t *testing.T, m *UNet, n int) float64 {
+	t.Helper()
+	c := m.Config
+	last := len(c.ChMult) - 1
+	res := func(name string) int { // output resolution of the layer
+		var i int
+		switch {
+		case strings.HasPrefix(name, "conv_in.") || strings.HasPrefix(name, "conv_out."):
+			return c.Resolution
+		case strings.HasPrefix(name, "mid."):
+			return c.Resolution >> last
+		case strings.Contains(name, ".downsample."):
+			fmt.Sscanf(name, "down.%d.", &i)
+			return c.Resolution >> (i + 1)
+		case strings.Contains(name, ".upsample."):
+			fmt.Sscanf(name, "up.%d.", &i)
+			return c.Resolution >> (i - 1)
+		case strings.HasPrefix(name, "down."):
+			fmt.Sscanf(name, "down.%d.", &i)
+		case strings.HasPrefix(name, "up."):
+			fmt.Sscanf(name, "up.%d.", &i)
+		default:
+			t.Fatalf("layer %s: no resolution", name)
+		}
+		return c.Resolution >> i
+	}
+	var f float64
+	for _, p := range m.Params {
+		if !strings.HasSuffix(p.Name, ".weight") {
+			continue
+		}
+		s := p.Shape
+		switch len(s) {
+		case 4: // conv
+			r := res(p.Name)
+			f += 2 * float64(n*s[0]*s[1]*s[2]*s[3]*r*r)
+			if strings.HasSuffix(p.Name, ".q.weight") { // one attention block: w = qᵀk, h = v wᵀ
+				hw := r * r
+				f += 2 * 2 * float64(n*hw*hw*s[0])
+			}
+		case 2: // dense
+			f += 2 * float64(n*s[0]*s[1])
+		}
+	}
+	return f
 }

@@ -36,30 +36,101 @@ func TestDDIMTimesteps(t *testing.T) {
 	}
 }
 
+// TestDDPMWithOracleReturnsX0 runs Algorithm 2 with an oracle, the ε̂ for which
+// x̂0 = x0, from x_T ~ q(x_T|x0). Each step is then x_{t−1} = √ᾱ_{t−1} x0 + c2_t r_t + σ_t z
+// for the residual r_t = x_t − √ᾱ_t x0 (c2 the posterior coefficient of x_t; c1 + c2√ᾱ_t
+// = √ᾱ_{t−1}), so at every t the residual has mean 0, no component along x0, and the
+// variance V_t of the recursion V_{T−1} = 1 − ᾱ_{T−1}, V_{t−1} = c2_t² V_t + σ_t², which
+// for σ² = β̃ is q's own 1 − ᾱ_{t−1}. Those three moments are checked at every step
+// (within five standard errors over 16384 values, from ᾱ, c2 and σ² computed here from
+// the betas), and the last step must return x0. It catches a wrong σ_t at any t > 0
+// (e.g. β̃_t for fixedlarge or β_t for fixedsmall: the variance is off by up to 2× near
+// t = 1), a wrong posterior coefficient (c1 or c2 off by a factor √α_t moves the mean
+// or the variance), and noise added at t = 0. With an oracle the last step returns x0
+// whatever came before, so the end alone catches none of those.
 func TestDDPMWithOracleReturnsX0(t *testing.T) {
+	shape := Shape{N: 64, C: 1, H: 16, W: 16}
+	n := float64(shape.Size())
 	for _, kind := range []string{"linear", "cosine"} {
 		s := mustSchedule(t, kind, 1000)
+		ab := closedFormAlphaBar(s.Betas)
+		abPrev := func(t int) float64 {
+			if t == 0 {
+				return 1
+			}
+			return ab[t-1]
+		}
 		rng := rand.New(rand.NewPCG(21, 22))
-		x0 := gridImages(rng, smallShape.Size())
-		xT := randn(rng, len(x0), 1)
-		keep := slices.Clone(xT)
+		x0 := gridImages(rng, shape.Size())
+		var sxx float64
+		for _, v := range x0 {
+			sxx += float64(v) * float64(v)
+		}
 		for _, variance := range []string{"fixedlarge", "fixedsmall"} {
+			ts := make([]int, shape.N)
+			fillInts(ts, s.T-1)
+			xT := s.QSample(x0, ts, randn(rng, len(x0), 1))
+			keep := slices.Clone(xT)
 			o := &oracle{s: s, x0: x0}
-			out, err := s.SampleDDPM(context.Background(), o, xT, smallShape, variance, rng, nil)
+			V := 1 - ab[s.T-1] // variance of the residual at the step's t
+			next := s.T - 1
+			out, err := s.SampleDDPM(context.Background(), o, xT, shape, variance, rng, func(p Progress) {
+				tt := p.T
+				if tt != next {
+					t.Fatalf("%s %s: step %d at t=%d, want t=%d", kind, variance, p.Step, tt, next)
+				}
+				var sr, srx float64
+				r := make([]float64, len(x0))
+				for j, xj := range p.Xt {
+					r[j] = float64(xj) - math.Sqrt(ab[tt])*float64(x0[j])
+					sr += r[j]
+					srx += r[j] * float64(x0[j])
+				}
+				mean, slope := sr/n, srx/sxx
+				var ss float64
+				for _, v := range r {
+					ss += (v - mean) * (v - mean)
+				}
+				vr := ss / (n - 1)
+				if se := math.Sqrt(V / n); math.Abs(mean) > 5*se {
+					t.Fatalf("%s %s t=%d: residual mean %.3g, want 0 ± %.3g", kind, variance, tt, mean, 5*se)
+				}
+				if se := math.Sqrt(V / sxx); math.Abs(slope) > 5*se {
+					t.Fatalf("%s %s t=%d: residual has %.3g·x0 in it, want 0 ± %.3g", kind, variance, tt, slope, 5*se)
+				}
+				if se := V * math.Sqrt(2/n); math.Abs(vr-V) > 5*se {
+					t.Fatalf("%s %s t=%d: residual variance %.4g, recursion %.4g ± %.3g", kind, variance, tt, vr, V, 5*se)
+				}
+				beta := s.Betas[tt]
+				var sig2 float64
+				switch {
+				case tt == 0: // no noise at the last step
+				case variance == "fixedlarge":
+					sig2 = beta
+				default:
+					sig2 = beta * (1 - abPrev(tt)) / (1 - ab[tt])
+				}
+				c2 := (1 - abPrev(tt)) * math.Sqrt(1-beta) / (1 - ab[tt])
+				V = c2*c2*V + sig2
+				if variance == "fixedsmall" && tt > 0 && !relNear(V, 1-abPrev(tt), 1e-9) {
+					t.Fatalf("%s t=%d: the recursion gives %v, q's variance is %v", kind, tt, V, 1-abPrev(tt))
+				}
+				next--
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if o.calls != 1000 {
-				t.Fatalf("%d network calls, want T = 1000", o.calls)
+			if o.calls != s.T || next != -1 {
+				t.Fatalf("%d network calls and %d progress calls, want T = %d", o.calls, s.T-1-next, s.T)
 			}
 			for j := range x0 {
 				if !near(float64(out[j]), float64(x0[j]), 1e-5) {
 					t.Fatalf("%s %s: sample[%d] = %v, x0 = %v", kind, variance, j, out[j], x0[j])
 				}
 			}
-		}
-		if !slices.Equal(xT, keep) {
-			t.Fatal("SampleDDPM modified xT")
+			if !slices.Equal(xT, keep) {
+				t.Fatal("SampleDDPM modified xT")
+			}
 		}
 	}
 }

@@ -8,7 +8,8 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// naiveConvPads is naiveConv with separate paddings and a bias.
+// naiveConvPads is the cross-correlation of x [N,C,H,W] with w [O,C,K,K] plus the bias
+// b [O], with zero padding top, bottom, left, right and the given stride.
 func naiveConvPads(x, w, b *tensor.Dense, stride, top, bottom, left, right int) (tensor.Shape, []float64) {
 	xs, ws := x.Shape(), w.Shape()
 	n, c, h, wd := xs[0], xs[1], xs[2], xs[3]

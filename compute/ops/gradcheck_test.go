@@ -277,14 +277,8 @@ func TestGradCheckDetectsWrongGradient(t *testing.T) {
 }
 
 // symGrads returns the gradients of Σ f(inputs) ⊙ R, R fixed and random,
-// computed in dtype dt by symbolic differentiation and a TapeMachine, or by
-// automatic differentiation (ADOp) and a LispMachine when lisp is set.
+// computed in dtype dt by gorgonia.Grad (symbolic differentiation) and a TapeMachine.
 func symGrads(t *testing.T, f builder, dt tensor.Dtype, inputs ...*tensor.Dense) [][]float64 {
-	t.Helper()
-	return grads(t, f, dt, false, inputs...)
-}
-
-func grads(t *testing.T, f builder, dt tensor.Dtype, lisp bool, inputs ...*tensor.Dense) [][]float64 {
 	t.Helper()
 	g := gorgonia.NewGraph()
 	conv := make([]*tensor.Dense, len(inputs))
@@ -300,15 +294,10 @@ func grads(t *testing.T, f builder, dt tensor.Dtype, lisp bool, inputs ...*tenso
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m gorgonia.VM
-	if lisp {
-		m = gorgonia.NewLispMachine(g)
-	} else {
-		if _, err := gorgonia.Grad(loss, nodes...); err != nil {
-			t.Fatal(err)
-		}
-		m = gorgonia.NewTapeMachine(g)
+	if _, err := gorgonia.Grad(loss, nodes...); err != nil {
+		t.Fatal(err)
 	}
+	m := gorgonia.NewTapeMachine(g)
 	defer m.Close()
 	if err := m.RunAll(); err != nil {
 		t.Fatal(err)

@@ -334,40 +334,6 @@ func (op groupNormOp) SymDiff(inputs gorgonia.Nodes, _, grad *gorgonia.Node) (go
 	return gorgonia.Nodes{dx, dgamma, dbeta}, nil
 }
 
-// DoDiff adds the gradients of x, gamma and beta to their dual values.
-func (op groupNormOp) DoDiff(_ gorgonia.ExecutionContext, inputs gorgonia.Nodes, out *gorgonia.Node) error {
-	if len(inputs) != 3 {
-		return fmt.Errorf("%v: expected 3 inputs, got %d", op, len(inputs))
-	}
-	vals, grads, err := nodeGrads(append(gorgonia.Nodes{out}, inputs...))
-	if err != nil {
-		return fmt.Errorf("%v: %w", op, err)
-	}
-	x, gamma, beta, dy := vals[1], vals[2], vals[3], grads[0]
-	st, err := gnStatsOp{p: op.p}.Do(x, gamma, beta, dy)
-	if err != nil {
-		return err
-	}
-	dx, err := gnDxOp{p: op.p}.Do(x, gamma, beta, dy, st)
-	if err != nil {
-		return err
-	}
-	dgamma, err := gnParamGradOp{groups: op.p.groups, gamma: true}.Do(st)
-	if err != nil {
-		return err
-	}
-	dbeta, err := gnParamGradOp{groups: op.p.groups}.Do(st)
-	if err != nil {
-		return err
-	}
-	for i, g := range []gorgonia.Value{dx, dgamma, dbeta} {
-		if err := addInto(grads[1+i], g.(*tensor.Dense)); err != nil {
-			return fmt.Errorf("%v: input %d: %w", op, i, err)
-		}
-	}
-	return nil
-}
-
 // gnStatsOp computes the backward statistics of group normalisation (see
 // gnDims.statsWidth) from x, gamma, beta and dL/dy.
 type gnStatsOp struct {

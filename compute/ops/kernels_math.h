@@ -15,8 +15,8 @@
 // e^r by its Taylor polynomial of degree 6, 2^n from the exponent bits.
 // Written so that the compiler vectorises the loops that call it: n is rounded with
 // rintf (to nearest even, one vroundps) and not roundf (ties away from zero), which
-// AVX2 has no instruction for and which kept those loops scalar (GroupNorm+swish
-// forward and backward: 8.4–10.5 → 3.8–4.6 ms, BenchmarkGroupNormSwish).
+// AVX2 has no instruction for and which keeps such loops scalar
+// (BenchmarkGroupNormSwish times them).
 static inline float exp_approx(float x) {
 	x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
 	float n = __builtin_rintf(x * 1.44269504088896341f);

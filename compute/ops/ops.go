@@ -4,10 +4,9 @@
 // product and a parallel elementwise sum.
 //
 // Every op works on Float32 and Float64 tensors in NCHW layout where a
-// layout applies, supports symbolic differentiation (gorgonia.SDOp) through
-// backward ops of its own (all but Conv2d and BatchedMatMul also automatic differentiation,
-// gorgonia.ADOp, for the LispMachine), and fills the output buffer an executor
-// hands it (UsePreallocDo) whatever that buffer held before.
+// layout applies, supports symbolic differentiation (gorgonia.SDOp, what
+// gorgonia.Grad needs) through backward ops of its own, and fills the output
+// buffer an executor hands it (UsePreallocDo) whatever that buffer held before.
 package ops
 
 import (
@@ -102,43 +101,11 @@ func shapeOf(op gorgonia.Op, in []gorgonia.DimSizer, i int) (tensor.Shape, error
 	return s, nil
 }
 
-// addInto adds src to the gradient dst of an automatic-differentiation
-// dual value, elementwise.
-func addInto(dst gorgonia.Value, src *tensor.Dense) error {
-	d, err := dense(dst)
-	if err != nil {
-		return fmt.Errorf("gradient: %w", err)
-	}
-	if d.Dtype() != src.Dtype() || !d.Shape().Eq(src.Shape()) {
-		return fmt.Errorf("gradient is %v%v, adding %v%v", d.Dtype(), d.Shape(), src.Dtype(), src.Shape())
-	}
-	switch src.Dtype() {
-	case tensor.Float32:
-		addSlice(d.Float32s(), src.Float32s())
-	default:
-		addSlice(d.Float64s(), src.Float64s())
-	}
-	return nil
-}
-
+// addSlice adds src to dst elementwise.
 func addSlice[T float](dst, src []T) {
 	for i, v := range src {
 		dst[i] += v
 	}
-}
-
-// nodeGrads returns the values and the gradients of nodes in an
-// automatic-differentiation pass (ADOp.DoDiff).
-func nodeGrads(nodes gorgonia.Nodes) (vals, grads []gorgonia.Value, err error) {
-	vals = make([]gorgonia.Value, len(nodes))
-	grads = make([]gorgonia.Value, len(nodes))
-	for i, n := range nodes {
-		vals[i] = n.Value()
-		if grads[i], err = n.Grad(); err != nil {
-			return nil, nil, fmt.Errorf("node %v: %w", n, err)
-		}
-	}
-	return vals, grads, nil
 }
 
 // parallelFor splits [0, n) into contiguous chunks and calls f on each chunk

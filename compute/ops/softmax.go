@@ -174,25 +174,6 @@ func (op softmaxOp) SymDiff(inputs gorgonia.Nodes, out, grad *gorgonia.Node) (go
 	return gorgonia.Nodes{dx}, nil
 }
 
-// DoDiff adds dL/dx to the gradient of the input.
-func (op softmaxOp) DoDiff(_ gorgonia.ExecutionContext, inputs gorgonia.Nodes, out *gorgonia.Node) error {
-	if len(inputs) != 1 {
-		return fmt.Errorf("%v: expected 1 input, got %d", op, len(inputs))
-	}
-	vals, grads, err := nodeGrads(gorgonia.Nodes{inputs[0], out})
-	if err != nil {
-		return fmt.Errorf("%v: %w", op, err)
-	}
-	dx, err := softmaxGradOp{scale: op.scale}.Do(vals[1], grads[1])
-	if err != nil {
-		return err
-	}
-	if err := addInto(grads[0], dx.(*tensor.Dense)); err != nil {
-		return fmt.Errorf("%v: %w", op, err)
-	}
-	return nil
-}
-
 // softmaxGradOp computes dL/dx of the softmax from its output y and dL/dy.
 type softmaxGradOp struct {
 	pure

@@ -32,31 +32,6 @@ func checkShape4(op gorgonia.Op, s tensor.Shape) error {
 	return nil
 }
 
-// unaryDoDiff adds to the gradient of the single input of op the result of
-// back applied to the output gradient, preceded by the input value when
-// withInput is set.
-func unaryDoDiff(op, back gorgonia.Op, withInput bool, inputs gorgonia.Nodes, out *gorgonia.Node) error {
-	if len(inputs) != 1 {
-		return fmt.Errorf("%v: expected 1 input, got %d", op, len(inputs))
-	}
-	vals, grads, err := nodeGrads(gorgonia.Nodes{inputs[0], out})
-	if err != nil {
-		return fmt.Errorf("%v: %w", op, err)
-	}
-	args := []gorgonia.Value{grads[1]}
-	if withInput {
-		args = []gorgonia.Value{vals[0], grads[1]}
-	}
-	dx, err := back.Do(args...)
-	if err != nil {
-		return err
-	}
-	if err := addInto(grads[0], dx.(*tensor.Dense)); err != nil {
-		return fmt.Errorf("%v: %w", op, err)
-	}
-	return nil
-}
-
 type upsample2xOp struct{ pure }
 
 // Arity returns 1.
@@ -153,11 +128,6 @@ func (op upsample2xOp) SymDiff(inputs gorgonia.Nodes, _, grad *gorgonia.Node) (g
 		return nil, fmt.Errorf("%v gradient: %w", op, err)
 	}
 	return gorgonia.Nodes{dx}, nil
-}
-
-// DoDiff adds the 2×2 block sums of the output gradient to the gradient of the input.
-func (op upsample2xOp) DoDiff(_ gorgonia.ExecutionContext, inputs gorgonia.Nodes, out *gorgonia.Node) error {
-	return unaryDoDiff(op, sum2x2Op{}, false, inputs, out)
 }
 
 // sum2x2Op sums 2×2 blocks of H and W: the gradient of upsample2xOp.

@@ -48,8 +48,8 @@ func winogradFilterRows(u, w []float32, cout, cin, lo, hi int) {
 // winoChunks is how a winogradOK plan's tiles are laid out and its images split into
 // chunks: th×tw tiles per image, imgs images per chunk. The 16 matrices are planeV
 // (planeM) floats apart and their rows ld: neither stride may be a multiple of 4 KiB, or
-// the 16 streams that the transforms read and write fall into the same cache sets (with
-// 32×32 images Winograd ran 1.6× slower than im2col until they were offset).
+// the 16 streams that the transforms read and write fall into the same cache sets and
+// evict each other (offsetPlane).
 type winoChunks struct {
 	th, tw, tiles, imgs, chunks, ld, planeV, planeM int
 }
@@ -166,12 +166,10 @@ func winogradGradW(p convPlan, x, dy, dw []float32) {
 }
 
 // A chunk of the Winograd products holds as many images as keep its 16 input and 16
-// output matrices within winoBudget bytes, which leaves them in a core's 1 MiB L2 cache
-// between the transform that writes them and the products that read them, but at least
-// winoMinCols tiles, below which the products run slowly. Chunks sized like im2col's
-// instead (512 columns, whatever the channels) made the forward pass 1.1–1.6× slower on
-// seven of the eight U-Net shapes of BenchmarkConv3x3 and 1.05× faster on one (64→64
-// channels at 32 px), in two alternating runs.
+// output matrices within winoBudget bytes, so that they stay in a core's L2 cache
+// (1 MiB on the machines measured) between the transform that writes them and the
+// products that read them, but at least winoMinCols tiles, below which the products
+// are too narrow to run fast. BenchmarkConv3x3 times the U-Net's shapes.
 const (
 	winoBudget  = 512 << 10
 	winoMinCols = 64
