@@ -295,13 +295,17 @@ func (p *sampleScreen) savePNG(name string, m func() (image.Image, error)) {
 	})
 }
 
-func (p *sampleScreen) exportGrid() {
-	p.savePNG("samples.png", func() (image.Image, error) {
-		p.mu.Lock()
-		res, cols := p.result, p.cols
-		p.mu.Unlock()
-		return imgio.Grid(res.Data, res.N, res.C, res.H, res.W, cols, imgio.Pad), nil
-	})
+func (p *sampleScreen) exportGrid() { p.savePNG("samples.png", p.gridImage) }
+
+// gridImage lays the samples out as the command line's --grid does.
+func (p *sampleScreen) gridImage() (image.Image, error) {
+	p.mu.Lock()
+	res, cols := p.result, p.cols
+	p.mu.Unlock()
+	if res.N == 0 {
+		return nil, errors.New("nothing was sampled")
+	}
+	return imgio.Grid(res.Data, res.N, res.C, res.H, res.W, cols, imgio.Pad), nil
 }
 
 func (p *sampleScreen) exportStrip() { p.savePNG("progression.png", p.stripImage) }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
 	"image"
 	"image/png"
@@ -16,6 +17,7 @@ import (
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/ddpm-studio/ddpm-studio/imgio"
 	"github.com/ddpm-studio/ddpm-studio/shaders"
 )
 
@@ -384,13 +386,46 @@ func TestSampleAndExport(t *testing.T) {
 	if b := strip.Bounds(); b.Dx() != 5*10+2 || b.Dy() != 12*10+2 {
 		t.Errorf("strip %v, want 52×122", b)
 	}
+
+	// The same bytes as the command line writes for the same samples (app/sample.go:
+	// imgio.Grid with imgio.Pad, imgio.Single, an imgio.Progression fed every frame),
+	// not the window's renderer's pictures.
+	grid, err := p.gridImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := imgio.NewProgression(8)
+	for i := 1; i <= 5; i++ {
+		xt := images(6, 1, 8)
+		prog.Add(i, 5, xt.Data, xt.Data, 6, 1, 8, 8)
+	}
+	cliStrip, _ := prog.Image()
+	for _, c := range []struct {
+		name      string
+		got, want image.Image
+	}{
+		{"grid", grid, imgio.Grid(res.Data, res.N, res.C, res.H, res.W, 0, imgio.Pad)},
+		{"strip", strip, cliStrip},
+		{"sample-0005.png", m, imgio.Single(res.Tile(5).Data, 1, 8, 8)},
+	} {
+		var a, b bytes.Buffer
+		imgio.EncodePNG(&a, c.got)
+		imgio.EncodePNG(&b, c.want)
+		if !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Errorf("%s: the window's PNG differs from the command line's", c.name)
+		}
+	}
 }
 
-func TestGalleryNewestFirst(t *testing.T) {
+// TestGalleryShowsBackendOrder: the gallery shows the backend's grids in the order it
+// gives (newest first is the backend's job: run.TestGalleryNewestFirst), whatever it is;
+// the fake gives an order no sort would (100, 300, 200), so a screen that sorted, or
+// reversed, the list fails.
+func TestGalleryShowsBackendOrder(t *testing.T) {
 	s, fb, _ := newStudio(t, Options{})
 	dir := t.TempDir()
 	var items []GalleryItem
-	for _, step := range []int64{200, 100} {
+	for _, step := range []int64{100, 300, 200} {
 		path := filepath.Join(dir, fmt.Sprintf("step-%08d.png", step))
 		f, err := os.Create(path)
 		if err != nil {
@@ -403,21 +438,23 @@ func TestGalleryNewestFirst(t *testing.T) {
 		items = append(items, GalleryItem{Path: path, Step: step})
 	}
 	fb.mu.Lock()
-	fb.runs = []RunInfo{{Dir: dir, Name: "a", Step: 200}}
+	fb.runs = []RunInfo{{Dir: dir, Name: "a", Step: 300}}
 	fb.gallery = items
 	fb.mu.Unlock()
 	ui(func() { s.Show("Gallery") })
-	until(t, "cards", func() bool { return len(s.gallery.grid.Objects) == 2 })
+	until(t, "cards", func() bool { return len(s.gallery.grid.Objects) == 3 })
 	ui(func() {
-		card := s.gallery.grid.Objects[0].(*fyne.Container)
-		var label string
-		for _, o := range card.Objects {
-			if b, ok := o.(*widget.Button); ok {
-				label = b.Text
+		for i, want := range []string{"step 100", "step 300", "step 200"} {
+			card := s.gallery.grid.Objects[i].(*fyne.Container)
+			var label string
+			for _, o := range card.Objects {
+				if b, ok := o.(*widget.Button); ok {
+					label = b.Text
+				}
 			}
-		}
-		if label != "step 200" {
-			t.Errorf("first card %q, want step 200", label)
+			if label != want {
+				t.Errorf("card %d %q, want %q", i, label, want)
+			}
 		}
 	})
 }
