@@ -212,7 +212,4 @@ func TestCheckMemory(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "5.0 GB") || !strings.Contains(err.Error(), "4.0 GB") || !strings.Contains(err.Error(), "lower the batch size") {
 		t.Errorf("5 of 4 GB: %v", err)
 	}
-	if memAvailable() <= 0 {
-		t.Error("no MemAvailable in /proc/meminfo")
-	}
 }

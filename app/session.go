@@ -8,12 +8,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/dataset"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
+	"github.com/ddpm-studio/ddpm-studio/internal/sysmem"
 )
 
 // session is an open training run: the trainer, its data, the schedule, the stream that
@@ -63,7 +63,7 @@ func (c *trainCmd) openSession(e *env) (*session, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := checkMemory(need, memAvailable(), s.tr.Net.Config.String(), app.Batch); err != nil {
+	if err := checkMemory(need, sysmem.Available(), s.tr.Net.Config.String(), app.Batch); err != nil {
 		return fail(err)
 	}
 	if err := trimMetrics(filepath.Join(c.RunDir, "metrics.jsonl"), tr.Step); err != nil {
@@ -169,22 +169,4 @@ func checkMemory(need, avail int64, model string, batch int) error {
 	}
 	return fmt.Errorf("training %s at batch %d needs about %.1f GB of memory, and %.1f GB is available: lower the batch size or choose a smaller model",
 		model, batch, float64(need)/1e9, float64(avail)/1e9)
-}
-
-// memAvailable is the memory the kernel says can be used without swapping (MemAvailable
-// in /proc/meminfo), or 0 where that is unknown.
-func memAvailable() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
-				return kb * 1024
-			}
-		}
-	}
-	return 0
 }
