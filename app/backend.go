@@ -64,7 +64,7 @@ func dataKey(spec ui.DataSpec, size, channels int) string {
 }
 
 // load loads spec, or returns the cached dataset loaded from the same spec.
-func (b *backend) load(spec ui.DataSpec, size, channels int, progress func(done, total int)) (*dataset.Dataset, error) {
+func (b *backend) load(ctx context.Context, spec ui.DataSpec, size, channels int, progress func(done, total int)) (*dataset.Dataset, error) {
 	key := dataKey(spec, size, channels)
 	b.mu.Lock()
 	if b.cached != nil && b.key == key {
@@ -77,9 +77,9 @@ func (b *backend) load(spec ui.DataSpec, size, channels int, progress func(done,
 	var ds *dataset.Dataset
 	var err error
 	if len(spec.Files) > 0 {
-		ds, err = dataset.LoadFiles(spec.Files, opt)
+		ds, err = dataset.LoadFiles(ctx, spec.Files, opt)
 	} else {
-		ds, err = dataset.Load(spec.Folder, opt)
+		ds, err = dataset.Load(ctx, spec.Folder, opt)
 	}
 	if err != nil {
 		return nil, err
@@ -92,7 +92,7 @@ func (b *backend) load(spec ui.DataSpec, size, channels int, progress func(done,
 
 // LoadDataset loads a dataset at the given size and describes it.
 func (b *backend) LoadDataset(ctx context.Context, spec ui.DataSpec, size int, progress func(done, total int)) (ui.DatasetInfo, error) {
-	ds, err := b.load(spec, size, 0, progress)
+	ds, err := b.load(ctx, spec, size, 0, progress)
 	if err != nil {
 		return ui.DatasetInfo{}, err
 	}

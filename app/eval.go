@@ -48,7 +48,7 @@ func (c *evalCmd) Run(e *env) error {
 		return fmt.Errorf("run %s names no dataset: give --data", c.RunDir)
 	}
 	cfg := r.state.Config
-	ds, err := loadData(e, data, files, cfg.Resolution, cfg.InChannels)
+	ds, err := loadData(ctx, e, data, files, cfg.Resolution, cfg.InChannels)
 	if err != nil {
 		return err
 	}

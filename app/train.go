@@ -175,7 +175,7 @@ func (c *trainCmd) open(e *env) (*compute.Trainer, runState, *dataset.Dataset, b
 	}
 	ds := c.preloaded
 	if ds == nil || ds.H != cfg.Resolution || (channels != 0 && ds.C != channels) {
-		if ds, err = loadData(e, app.Data, app.DataFiles, cfg.Resolution, channels); err != nil {
+		if ds, err = loadData(context.Background(), e, app.Data, app.DataFiles, cfg.Resolution, channels); err != nil {
 			return nil, app, nil, false, err
 		}
 	}
@@ -295,7 +295,7 @@ func trimMetrics(path string, step int64) error {
 }
 
 // loadData loads a dataset (the image files if any are given, else spec) with a progress bar.
-func loadData(e *env, spec string, files []string, size, channels int) (*dataset.Dataset, error) {
+func loadData(ctx context.Context, e *env, spec string, files []string, size, channels int) (*dataset.Dataset, error) {
 	var bar *progress
 	opt := dataset.Options{Size: size, Channels: channels, Progress: func(done, total int) {
 		if bar == nil {
@@ -306,9 +306,9 @@ func loadData(e *env, spec string, files []string, size, channels int) (*dataset
 	var ds *dataset.Dataset
 	var err error
 	if len(files) > 0 {
-		ds, err = dataset.LoadFiles(files, opt)
+		ds, err = dataset.LoadFiles(ctx, files, opt)
 	} else {
-		ds, err = dataset.Load(spec, opt)
+		ds, err = dataset.Load(ctx, spec, opt)
 	}
 	if bar != nil {
 		bar.done()

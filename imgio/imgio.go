@@ -14,11 +14,9 @@ package imgio
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
-	"io"
 
 	_ "image/gif"  // register GIF
 	_ "image/jpeg" // register JPEG
@@ -47,23 +45,6 @@ func ToPixel(v float32) uint8 {
 		return 255
 	}
 	return uint8(f + 0.5)
-}
-
-// Decode decodes an image in any registered format, recognised by content.
-// When the content is not a recognised format the error wraps
-// image.ErrFormat; when it is, the error names the format (for example
-// "corrupt png: unexpected EOF"). An image with no pixels is an error.
-func Decode(r io.Reader) (image.Image, error) {
-	img, format, err := image.Decode(r)
-	switch {
-	case errors.Is(err, image.ErrFormat):
-		return nil, err
-	case err != nil:
-		return nil, fmt.Errorf("corrupt %s: %w", format, err)
-	case img.Bounds().Empty():
-		return nil, fmt.Errorf("empty %s image", format)
-	}
-	return img, nil
 }
 
 // Square centre-crops img to the largest centred square, resizes that to
