@@ -59,7 +59,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) {
 }
 
 // encode returns img encoded by enc.
-func encode(t *testing.T, img image.Image, enc func(*bytes.Buffer, image.Image) error) []byte {
+func encode(t testing.TB, img image.Image, enc func(*bytes.Buffer, image.Image) error) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := enc(&b, img); err != nil {

@@ -220,7 +220,9 @@ func (f *File) SquareBytes(size int) int64 {
 	default:
 		perPixel = bytesPerPixel(f.model)
 	}
-	n := px * perPixel
+	// Decoders also keep a row or two (PNG: the current and previous rows, up to 8
+	// bytes a pixel each).
+	n := px*perPixel + 16*int64(f.Width)
 	if f.Format == "tiff" {
 		// The TIFF decoder buffers the file as it reads it.
 		n += f.Bytes
