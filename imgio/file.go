@@ -19,11 +19,11 @@ const (
 	// their 108-megapixel sensors (12,032×9,024), full-frame and 100-megapixel medium-format
 	// cameras and 600-dpi A3 scans; 200-megapixel phone modes (16,320×12,240) are refused.
 	// It bounds what a decoder allocates: the largest decoded image is 1 GiB (16-bit RGBA,
-	// 8 bytes a pixel), and a progressive CMYK JPEG, the worst case, needs about 3 GB with
+	// 8 bytes a pixel), and a progressive CMYK JPEG, the worst case, needs about 3.6 GB with
 	// its coefficients (see File.SquareBytes). The dataset loader runs decodes at once only
 	// as far as the machine's free memory allows, so that several such images are never
-	// decoded together on a machine without room for them. It also bounds the time of one
-	// decode: a 48-megapixel JPEG takes about 3 s to decode and resize on one core.
+	// decoded together on a machine without room for them. It also bounds the time one
+	// decode takes, which a cancelled load does not wait for.
 	MaxPixels = 1 << 27
 	// MaxFileBytes is the largest image file Open accepts: 1.5 GiB. The largest uncompressed
 	// image within MaxPixels (16-bit RGBA) is 1 GiB; the rest is room for metadata,
@@ -194,9 +194,10 @@ func (f *File) Square(size int) (*image.RGBA, error) {
 	return squareOriented(img, size, f.Orientation), nil
 }
 
-// SquareBytes estimates the memory, in bytes, that Square(size) needs at its peak: the
-// decoded image with the decoder's working memory, the resizer's buffer and the square.
-// The estimate is meant as an upper bound for the formats' usual encodings.
+// SquareBytes estimates the memory, in bytes, that Square(size) needs: the decoded
+// image with the decoder's working memory, the resizer's buffer and the square. It is
+// meant as an upper bound, for the formats' usual encodings, of all that decoding and
+// squaring allocate (TestSquareBytes checks it for the costliest ones).
 func (f *File) SquareBytes(size int) int64 {
 	px := int64(f.Width) * int64(f.Height)
 	var perPixel int64
@@ -215,21 +216,28 @@ func (f *File) SquareBytes(size int) int64 {
 		// together are as large as the image.
 		perPixel = 2 * bytesPerPixel(f.model)
 	case "webp":
-		// Lossless WebP decodes into 32-bit ARGB and then converts to NRGBA.
-		perPixel = 8
+		// Lossless WebP decodes into 32-bit ARGB and then converts to NRGBA; lossy
+		// WebP's alpha plane is a lossless image of its own.
+		perPixel = 12
+	case "tiff":
+		// Each compressed strip or tile gets a decompressor and a buffer of its own
+		// (16 bytes a pixel covers 64×64 tiles).
+		perPixel = bytesPerPixel(f.model) + 16
 	default:
 		perPixel = bytesPerPixel(f.model)
 	}
 	// Decoders also keep a row or two (PNG: the current and previous rows, up to 8
-	// bytes a pixel each).
-	n := px*perPixel + 16*int64(f.Width)
+	// bytes a pixel each), and tables and buffers of their own; two bytes a pixel
+	// more leave a margin of 10% or more over what TestSquareBytes measures.
+	n := px*(perPixel+2) + 16*int64(f.Width) + 256<<10
 	if f.Format == "tiff" {
-		// The TIFF decoder buffers the file as it reads it.
-		n += f.Bytes
+		// The TIFF decoder buffers the file as it reads it, growing the buffer by
+		// doubling.
+		n += 2 * f.Bytes
 	}
 	side := int64(min(f.Width, f.Height))
 	s := int64(size)
-	return n + 32*s*side + 2*4*s*s + 64<<10
+	return n + 32*s*side + 2*4*s*s
 }
 
 // componentCount is the number of components a JPEG of the color model has.

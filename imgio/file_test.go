@@ -13,6 +13,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -383,5 +384,66 @@ func TestFormatBytes(t *testing.T) {
 		if got := FormatBytes(n); got != want {
 			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestSquareBytes checks that File.SquareBytes bounds what decoding and squaring really
+// allocate, for the encodings that need the most: progressive and CMYK JPEG, interlaced
+// 16-bit PNG, lossless WebP with alpha, tiled 16-bit TIFF (made with ImageMagick where it
+// is installed), and Go's own encoders.
+func TestSquareBytes(t *testing.T) {
+	dir := t.TempDir()
+	m := image.NewNRGBA(image.Rect(0, 0, 320, 240))
+	for i := range m.Pix {
+		m.Pix[i] = byte(i*7 + i/961)
+	}
+	src := put(t, dir, "src.png", encoded(t, m, pngEnc))
+	files := map[string]string{
+		"go.png":   src,
+		"go.jpg":   put(t, dir, "go.jpg", encoded(t, m, jpegEnc)),
+		"go.gif":   put(t, dir, "go.gif", encoded(t, m, gifEnc)),
+		"go.bmp":   put(t, dir, "go.bmp", encoded(t, m, bmpEnc)),
+		"go.tif":   put(t, dir, "go.tif", encoded(t, m, tiffEnc)),
+		"gray.png": put(t, dir, "gray.png", encoded(t, image.NewGray(image.Rect(0, 0, 320, 240)), pngEnc)),
+	}
+	if convert, err := exec.LookPath("convert"); err == nil {
+		for name, args := range map[string][]string{
+			"progressive444.jpg": {"-interlace", "Plane", "-sampling-factor", "1x1"},
+			"cmyk.jpg":           {"-colorspace", "CMYK", "-interlace", "Plane"},
+			"gray.jpg":           {"-colorspace", "Gray", "-interlace", "Plane"},
+			"interlaced16.png":   {"-depth", "16", "-interlace", "PNG", "-define", "png:format=png64"},
+			"lossless.webp":      {"-define", "webp:lossless=true"},
+			"lossy.webp":         {"-quality", "80"},
+			"tiled16.tif":        {"-depth", "16", "-compress", "Zip", "-define", "tiff:tile-geometry=64x64"},
+		} {
+			out := filepath.Join(dir, name)
+			if b, err := exec.Command(convert, append(append([]string{src}, args...), out)...).CombinedOutput(); err != nil {
+				t.Fatalf("convert %s: %v\n%s", name, err, b)
+			}
+			files[name] = out
+		}
+	} else {
+		t.Log("ImageMagick's convert is not installed: Go's encodings only")
+	}
+	for name, path := range files {
+		var need int64
+		var err error
+		n := allocated(func() {
+			var f *File
+			if f, err = Open(t.Context(), path); err != nil {
+				return
+			}
+			defer f.Close()
+			need = f.SquareBytes(64)
+			_, err = f.Square(64)
+		})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if n > need {
+			t.Errorf("%s: allocated %d bytes, SquareBytes estimated %d", name, n, need)
+		}
+		t.Logf("%s: allocated %d of the %d estimated", name, n, need)
 	}
 }
