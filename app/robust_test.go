@@ -121,3 +121,37 @@ func TestSampleInterrupt(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 }
+
+// TestLoadInterrupt: Ctrl-C while the data loads (the MNIST set resized to 112×112 takes
+// seconds) ends the program at once with status 130, saves nothing and leaves no run
+// folder (signals used to wait for the whole load, and a step-0 checkpoint followed).
+func TestLoadInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	runDir := filepath.Join(t.TempDir(), "run")
+	p := exec.Command(bin, "train", "--data", "mnist", "--run", runDir, "--preset", "mnist", "--image-size", "112", "--attn", "28", "--steps", "1")
+	var out strings.Builder
+	p.Stdout, p.Stderr = &out, &out
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	sent := time.Now()
+	p.Process.Signal(syscall.SIGTERM)
+	err := p.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).ExitStatus() != 130 {
+		t.Fatalf("after SIGTERM while loading: %v, want exit status 130\n%s", err, out.String())
+	}
+	if d := time.Since(sent); d > 3*time.Second {
+		t.Errorf("exited %v after SIGTERM", d)
+	}
+	if !strings.Contains(out.String(), "nothing was saved") {
+		t.Errorf("output %q", out.String())
+	}
+	if _, err := os.Stat(runDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("run folder left behind: %v", err)
+	}
+}

@@ -6,10 +6,13 @@
 package dataset
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/internal/sysmem"
 )
 
 // Dataset is a set of equally sized images held in memory.
@@ -38,15 +41,20 @@ type Skip struct {
 	Reason string
 }
 
+// MaxSize is the largest Options.Size, imgio.MaxSize (1024 pixels): four times
+// the side of the largest model. The dataset alone holds N·C·Size² bytes.
+const MaxSize = imgio.MaxSize
+
 // Options controls how images are loaded.
 type Options struct {
-	// Size is the side of the square images, in pixels; it must be positive.
+	// Size is the side of the square images, in pixels, from 1 to MaxSize.
 	Size int
 	// Channels is 1 (gray) or 3 (RGB). 0 chooses from the data: 1 if every
 	// usable image is gray (every pixel has R = G = B), else 3.
 	Channels int
-	// Progress, if not nil, is called after each image with the number of
-	// images done and the total. Calls come from one goroutine at a time.
+	// Progress, if not nil, is called after each image is decoded with the
+	// number of images done and the total: the files whose headers show an
+	// image within imgio's limits. Calls come from one goroutine at a time.
 	Progress func(done, total int)
 }
 
@@ -55,6 +63,9 @@ func (o Options) check() error {
 	if o.Size <= 0 {
 		return fmt.Errorf("image size %d must be positive", o.Size)
 	}
+	if o.Size > MaxSize {
+		return fmt.Errorf("image size %d is larger than the maximum of %d", o.Size, MaxSize)
+	}
 	if o.Channels != 0 && o.Channels != 1 && o.Channels != 3 {
 		return fmt.Errorf("channels %d must be 0 (automatic), 1 or 3", o.Channels)
 	}
@@ -62,12 +73,34 @@ func (o Options) check() error {
 }
 
 // Load loads the built-in MNIST training set if spec is "mnist" and the
-// images below the folder spec otherwise.
-func Load(spec string, opt Options) (*Dataset, error) {
+// images below the folder spec otherwise. It stops soon after ctx is done and
+// returns an error that wraps ctx.Err().
+func Load(ctx context.Context, spec string, opt Options) (*Dataset, error) {
 	if spec == "mnist" {
-		return MNIST(opt)
+		return MNIST(ctx, opt)
 	}
-	return LoadFolder(spec, opt)
+	return LoadFolder(ctx, spec, opt)
+}
+
+// available reports the memory, in bytes, that the machine can give a
+// dataset, or 0 where that is unknown; tests replace it.
+var available = sysmem.Available
+
+// checkFits refuses a dataset of n images of c×size×size bytes when the
+// memory loading it needs (need bytes at the peak) is more than 90% of avail,
+// the memory available, and names the largest size that fits. what names the
+// images ("MNIST", "a dataset of 1000 images"). avail 0 (unknown) allows anything.
+func checkFits(what string, c, size int, need, avail int64) error {
+	if avail <= 0 || need <= avail/10*9 {
+		return nil
+	}
+	advice := "use fewer images"
+	// need grows with size².
+	if s := int(math.Sqrt(float64(avail) * 0.9 / (float64(need) / float64(size) / float64(size)))); s >= 1 {
+		advice = fmt.Sprintf("choose an image size of at most %d", s)
+	}
+	return fmt.Errorf("%s at %d×%d×%d needs %s of memory, %s is available: %s",
+		what, size, size, c, imgio.FormatBytes(need), imgio.FormatBytes(avail), advice)
 }
 
 // Batch fills out with the images idx[i] in model space [−1, 1], one after

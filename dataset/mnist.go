@@ -3,6 +3,7 @@ package dataset
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	_ "embed" // MNIST files
 	"encoding/binary"
 	"fmt"
@@ -25,15 +26,18 @@ var (
 // handwritten digits, 28×28 gray, white on black, with their labels.
 // Images are resized to opt.Size×opt.Size if that is not 28, as by
 // imgio.Square; opt.Channels 3 replicates the gray value into R, G and B.
-func MNIST(opt Options) (*Dataset, error) {
+// It refuses a size whose dataset (60,000·C·Size² bytes) would not fit in the
+// memory available, and stops soon after ctx is done, with an error wrapping
+// ctx.Err().
+func MNIST(ctx context.Context, opt Options) (*Dataset, error) {
 	if err := opt.check(); err != nil {
 		return nil, fmt.Errorf("load mnist: %w", err)
 	}
-	dims, pix, err := readIDX(mnistImages, 3)
+	dims, pix, err := readIDX(ctx, mnistImages, 3)
 	if err != nil {
 		return nil, fmt.Errorf("load mnist images: %w", err)
 	}
-	ldims, labels, err := readIDX(mnistLabels, 1)
+	ldims, labels, err := readIDX(ctx, mnistLabels, 1)
 	if err != nil {
 		return nil, fmt.Errorf("load mnist labels: %w", err)
 	}
@@ -44,6 +48,9 @@ func MNIST(opt Options) (*Dataset, error) {
 
 	d := &Dataset{N: n, C: max(opt.Channels, 1), H: opt.Size, W: opt.Size, Labels: labels, Source: "mnist"}
 	size := d.C * d.H * d.W
+	if err := checkFits("MNIST", d.C, opt.Size, int64(n)*int64(size), available()); err != nil {
+		return nil, fmt.Errorf("load mnist: %w", err)
+	}
 	switch {
 	case opt.Size == h && opt.Size == w && d.C == 1:
 		d.Pixels = pix
@@ -57,10 +64,13 @@ func MNIST(opt Options) (*Dataset, error) {
 		}
 	default:
 		d.Pixels = make([]uint8, n*size)
-		parallel(n, opt.Progress, func(i int) {
+		err := parallel(ctx, n, opt.Progress, func(i int) {
 			src := &image.Gray{Pix: pix[i*h*w : (i+1)*h*w], Stride: w, Rect: image.Rect(0, 0, w, h)}
 			imgio.Planes(d.Pixels[i*size:(i+1)*size], imgio.Square(src, opt.Size), d.C)
 		})
+		if err != nil {
+			return nil, fmt.Errorf("load mnist: %w", err)
+		}
 		return d, nil
 	}
 	if opt.Progress != nil {
@@ -70,13 +80,17 @@ func MNIST(opt Options) (*Dataset, error) {
 }
 
 // readIDX decompresses a gzip'd IDX file, checks that it holds unsigned
-// bytes in ndim dimensions, and returns its dimensions and data.
-func readIDX(gz []byte, ndim int) (dims []int, data []byte, err error) {
+// bytes in ndim dimensions, and returns its dimensions and data. It stops
+// with ctx's error once ctx is done.
+func readIDX(ctx context.Context, gz []byte, ndim int) (dims []int, data []byte, err error) {
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
 		return nil, nil, fmt.Errorf("decompress gzip: %w", err)
 	}
-	raw, err := io.ReadAll(zr)
+	raw, err := io.ReadAll(&ctxReader{ctx: ctx, r: zr})
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("decompress gzip: %w", err)
 	}
@@ -102,4 +116,18 @@ func readIDX(gz []byte, ndim int) (dims []int, data []byte, err error) {
 		return nil, nil, fmt.Errorf("IDX header gives dimensions %v but the file has %d data bytes", dims, len(data))
 	}
 	return dims, data, nil
+}
+
+// ctxReader reads from r until ctx is done, and then fails with ctx's error.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+// Read implements io.Reader.
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

@@ -9,7 +9,7 @@ import (
 )
 
 func TestMNIST(t *testing.T) {
-	d, err := Load("mnist", Options{Size: 28})
+	d, err := Load(t.Context(), "mnist", Options{Size: 28})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestMNIST(t *testing.T) {
 
 func TestMNISTResizedRGB(t *testing.T) {
 	var last [2]int
-	d, err := MNIST(Options{Size: 16, Channels: 3, Progress: func(done, total int) { last = [2]int{done, total} }})
+	d, err := MNIST(t.Context(), Options{Size: 16, Channels: 3, Progress: func(done, total int) { last = [2]int{done, total} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +72,11 @@ func TestMNISTResizedRGB(t *testing.T) {
 }
 
 func TestMNISTReplicated(t *testing.T) {
-	gray, err := MNIST(Options{Size: 28})
+	gray, err := MNIST(t.Context(), Options{Size: 28})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rgb, err := MNIST(Options{Size: 28, Channels: 3})
+	rgb, err := MNIST(t.Context(), Options{Size: 28, Channels: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func gzipped(t *testing.T, data []byte) []byte {
 }
 
 func TestReadIDX(t *testing.T) {
-	dims, data, err := readIDX(gzipped(t, []byte{0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6}), 2)
+	dims, data, err := readIDX(t.Context(), gzipped(t, []byte{0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6}), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestReadIDX(t *testing.T) {
 		{"truncated data", gzipped(t, []byte{0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2}), "dimensions"},
 		{"huge dims", gzipped(t, []byte{0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1}), "dimensions"},
 	} {
-		if _, _, err := readIDX(tc.gz, 2); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, _, err := readIDX(t.Context(), tc.gz, 2); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one mentioning %q", tc.name, err, tc.want)
 		}
 	}

@@ -5,16 +5,18 @@
 // v/127.5 − 1 and back with rounding.
 //
 // Importing imgio registers the PNG, JPEG, GIF, BMP, TIFF and WebP decoders
-// with the image package.
+// with the image package. Image files are read through Open, which checks a
+// file's size and its header's dimensions against MaxFileBytes and MaxPixels
+// before anything is decoded, so that no file can make a decoder allocate more
+// than an image within those limits needs; File.Square shows JPEG and TIFF
+// images upright, as their EXIF orientation says.
 package imgio
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"image"
 	"image/color"
-	"io"
-	"os"
 
 	_ "image/gif"  // register GIF
 	_ "image/jpeg" // register JPEG
@@ -45,38 +47,26 @@ func ToPixel(v float32) uint8 {
 	return uint8(f + 0.5)
 }
 
-// Decode decodes an image in any registered format, recognised by content.
-// When the content is not a recognised format the error wraps
-// image.ErrFormat; when it is, the error names the format (for example
-// "corrupt png: unexpected EOF"). An image with no pixels is an error.
-func Decode(r io.Reader) (image.Image, error) {
-	img, format, err := image.Decode(r)
-	switch {
-	case errors.Is(err, image.ErrFormat):
-		return nil, err
-	case err != nil:
-		return nil, fmt.Errorf("corrupt %s: %w", format, err)
-	case img.Bounds().Empty():
-		return nil, fmt.Errorf("empty %s image", format)
-	}
-	return img, nil
-}
-
 // Square centre-crops img to the largest centred square, resizes that to
 // size×size and composites it over a white background, so transparent areas
 // become white. Resizing uses Catmull-Rom, whose support widens when
 // shrinking so that large reductions are antialiased; a crop that is already
-// size×size is copied unchanged. The result is opaque.
+// size×size is copied unchanged. The result is opaque. size must be positive;
+// the memory used grows with size² and with size times the image's side (see
+// MaxSize).
 func Square(img image.Image, size int) *image.RGBA {
 	b := img.Bounds()
 	side := min(b.Dx(), b.Dy())
 	x0 := b.Min.X + (b.Dx()-side)/2
 	y0 := b.Min.Y + (b.Dy()-side)/2
-	crop := image.Rect(x0, y0, x0+side, y0+side)
+	return squareCrop(img, image.Rect(x0, y0, x0+side, y0+side), size)
+}
 
+// squareCrop resizes the square crop of img to size×size over white, as Square does.
+func squareCrop(img image.Image, crop image.Rectangle, size int) *image.RGBA {
 	dst := image.NewRGBA(image.Rect(0, 0, size, size))
 	draw.Draw(dst, dst.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	if side == size {
+	if crop.Dx() == size {
 		draw.Draw(dst, dst.Bounds(), img, crop.Min, draw.Over)
 	} else {
 		draw.CatmullRom.Scale(dst, dst.Bounds(), img, crop, draw.Over, nil)
@@ -128,26 +118,27 @@ func Planes(dst []uint8, m *image.RGBA, channels int) {
 }
 
 // LoadImage reads the image file at path and returns it in model space as
-// channels×size×size values, cropped and resized as by Square. Channels must
-// be 1 (gray) or 3 (RGB).
+// channels×size×size values, upright, cropped and resized as by File.Square.
+// Channels must be 1 (gray) or 3 (RGB) and size in [1, MaxSize]; the file is
+// refused as Open refuses it.
 func LoadImage(path string, size, channels int) ([]float32, error) {
-	if size <= 0 {
-		return nil, fmt.Errorf("load %s: size %d must be positive", path, size)
+	if size <= 0 || size > MaxSize {
+		return nil, fmt.Errorf("load %s: size %d is outside [1, %d]", path, size, MaxSize)
 	}
 	if channels != 1 && channels != 3 {
 		return nil, fmt.Errorf("load %s: channels %d must be 1 or 3", path, channels)
 	}
-	f, err := os.Open(path)
+	f, err := Open(context.Background(), path)
 	if err != nil {
-		return nil, fmt.Errorf("load image: %w", err)
+		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	defer f.Close()
-	img, err := Decode(f)
+	m, err := f.Square(size)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	pix := make([]uint8, channels*size*size)
-	Planes(pix, Square(img, size), channels)
+	Planes(pix, m, channels)
 	out := make([]float32, len(pix))
 	for i, v := range pix {
 		out[i] = ToModel(v)

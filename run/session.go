@@ -312,17 +312,10 @@ func (o Options) loadData(ctx context.Context, spec string, files []string, size
 // progress, if not nil, is told how it goes.
 func LoadData(ctx context.Context, spec string, files []string, size, channels int, progress func(done, total int)) (*dataset.Dataset, error) {
 	opt := dataset.Options{Size: size, Channels: channels, Progress: progress}
-	var ds *dataset.Dataset
-	var err error
 	if len(files) > 0 {
-		ds, err = dataset.LoadFiles(files, opt)
-	} else {
-		ds, err = dataset.Load(spec, opt)
+		return dataset.LoadFiles(ctx, files, opt)
 	}
-	if err == nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("loading %s: %w", describeData(spec, files), ctx.Err())
-	}
-	return ds, err
+	return dataset.Load(ctx, spec, opt)
 }
 
 // describeData names a dataset in a message.
