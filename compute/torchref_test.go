@@ -9,13 +9,11 @@ package compute_test
 //   - TestUNetLoadSafetensorsRejectsMismatch: matching weights load; a file with a
 //     missing, an extra or mis-shaped tensors, or for another architecture, must not.
 //
-// The Python tests need python3 with torch and numpy. The interpreter is the
-// first of $DDPM_TORCHREF_PYTHON, python3 (PATH), /usr/bin/python3 that can
-// import both; if none can, those tests are skipped.
+// The Python tests need python3 with torch and numpy (see internal/pyref); where
+// there is none they are skipped, and under CI they fail.
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,59 +30,13 @@ import (
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
+	"github.com/ddpm-studio/ddpm-studio/internal/pyref"
 )
 
 // torchRefTol is the largest accepted ‖ours−ref‖/‖ref‖. Float32 round-off
 // alone (PyTorch float32 vs float64, same weights) gives about 1e-6 on tiny
 // and mnist.
 const torchRefTol = 1e-4
-
-var (
-	torchPythonOnce sync.Once
-	torchPythonPath string
-	torchPythonWhy  string
-)
-
-// torchPython returns an interpreter that can import torch and numpy, or
-// skips the test.
-func torchPython(t *testing.T) string {
-	t.Helper()
-	torchPythonOnce.Do(func() {
-		var candidates []string
-		if p := os.Getenv("DDPM_TORCHREF_PYTHON"); p != "" {
-			candidates = append(candidates, p)
-		}
-		candidates = append(candidates, "python3", "/usr/bin/python3")
-		var tried []string
-		for _, c := range candidates {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			out, err := exec.CommandContext(ctx, c, "-c", "import torch, numpy").CombinedOutput()
-			cancel()
-			if err == nil {
-				torchPythonPath = c
-				return
-			}
-			tried = append(tried, fmt.Sprintf("%s: %v %s", c, err, lastLine(out)))
-		}
-		torchPythonWhy = fmt.Sprintf("PyTorch reference skipped: no python3 that can `import torch, numpy` "+
-			"(install python3-torch python3-numpy, or set DDPM_TORCHREF_PYTHON); tried %q", tried)
-	})
-	if torchPythonPath == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(torchPythonWhy + " (CI installs them: this must not be skipped there)")
-		}
-		t.Skip(torchPythonWhy)
-	}
-	return torchPythonPath
-}
-
-func lastLine(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
-	}
-	return string(b)
-}
 
 // refScript is the path of bench/torchref/ref_eps.py (tests run in compute/).
 func refScript(t *testing.T) string {
@@ -103,7 +54,7 @@ func refScript(t *testing.T) string {
 // runRef runs ref_eps.py with args and returns its combined output.
 func runRef(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
-	py := torchPython(t)
+	py := pyref.Python(t, "torch, numpy")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, append([]string{refScript(t)}, args...)...)
@@ -255,7 +206,7 @@ func TestUNetMatchesTorchReference(t *testing.T) {
 			if c.preset != "tiny" && testing.Short() {
 				t.Skip("only tiny with -short")
 			}
-			torchPython(t)
+			pyref.Python(t, "torch, numpy")
 			cfg, js, rc := presetJSON(t, c.preset)
 			dir := t.TempDir()
 			cfgPath := filepath.Join(dir, "config.json")
@@ -331,7 +282,7 @@ func TestUNetMatchesTorchReference(t *testing.T) {
 }
 
 func TestUNetLoadSafetensorsRejectsMismatch(t *testing.T) {
-	torchPython(t)
+	pyref.Python(t, "torch, numpy")
 	cfg, js, _ := presetJSON(t, "tiny")
 	var base map[string]any
 	if err := json.Unmarshal(js, &base); err != nil {
@@ -390,7 +341,7 @@ func TestUNetLoadSafetensorsRejectsMismatch(t *testing.T) {
 // TestTorchLoadsOurWeights: weights written by our checkpoint code load by name into the
 // PyTorch reference (strictly: every key and shape must match) and give the same ε̂.
 func TestTorchLoadsOurWeights(t *testing.T) {
-	torchPython(t)
+	pyref.Python(t, "torch, numpy")
 	cfg, js, _ := presetJSON(t, "tiny")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.json")

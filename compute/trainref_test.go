@@ -14,6 +14,7 @@ import (
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
+	"github.com/ddpm-studio/ddpm-studio/internal/pyref"
 )
 
 // Tolerances of TestTrainStepsMatchTorchReference, as ‖ours − ref‖/‖ref‖ per parameter
@@ -55,7 +56,7 @@ const (
 // instead of s, an off-by-one in Adam's bias correction, clipping per tensor instead of
 // globally, a dropout mask applied at the wrong place, a wrong gradient of an op.
 func TestTrainStepsMatchTorchReference(t *testing.T) {
-	py := torchPython(t)
+	py := pyref.Python(t, "torch, numpy")
 	const steps = 4
 	cfg, js, _ := presetJSON(t, "tiny")
 	dir := t.TempDir()

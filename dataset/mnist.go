@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/internal/ctxio"
 )
 
 // The MNIST training set (LeCun, Cortes and Burges), as distributed in the
@@ -87,7 +88,7 @@ func readIDX(ctx context.Context, gz []byte, ndim int) (dims []int, data []byte,
 	if err != nil {
 		return nil, nil, fmt.Errorf("decompress gzip: %w", err)
 	}
-	raw, err := io.ReadAll(&ctxReader{ctx: ctx, r: zr})
+	raw, err := io.ReadAll(ctxio.Reader(ctx, zr))
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -116,18 +117,4 @@ func readIDX(ctx context.Context, gz []byte, ndim int) (dims []int, data []byte,
 		return nil, nil, fmt.Errorf("IDX header gives dimensions %v but the file has %d data bytes", dims, len(data))
 	}
 	return dims, data, nil
-}
-
-// ctxReader reads from r until ctx is done, and then fails with ctx's error.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-// Read implements io.Reader.
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

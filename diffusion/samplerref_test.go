@@ -17,52 +17,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"codeberg.org/sbinet/npyio"
-)
 
-var (
-	numpyPythonOnce sync.Once
-	numpyPythonPath string
-	numpyPythonWhy  string
+	"github.com/ddpm-studio/ddpm-studio/internal/pyref"
 )
-
-// numpyPython returns an interpreter that can import numpy, or skips the test
-// (fails it under CI).
-func numpyPython(t *testing.T) string {
-	t.Helper()
-	numpyPythonOnce.Do(func() {
-		var candidates []string
-		if p := os.Getenv("DDPM_TORCHREF_PYTHON"); p != "" {
-			candidates = append(candidates, p)
-		}
-		candidates = append(candidates, "python3", "/usr/bin/python3")
-		var tried []string
-		for _, c := range candidates {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			out, err := exec.CommandContext(ctx, c, "-c", "import numpy").CombinedOutput()
-			cancel()
-			if err == nil {
-				numpyPythonPath = c
-				return
-			}
-			tried = append(tried, fmt.Sprintf("%s: %v %s", c, err, strings.TrimSpace(string(out))))
-		}
-		numpyPythonWhy = fmt.Sprintf("NumPy reference skipped: no python3 that can `import numpy` "+
-			"(install python3-numpy, or set DDPM_TORCHREF_PYTHON); tried %q", tried)
-	})
-	if numpyPythonPath == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(numpyPythonWhy + " (CI installs it: this must not be skipped there)")
-		}
-		t.Skip(numpyPythonWhy)
-	}
-	return numpyPythonPath
-}
 
 // fakeNet is the network of the reference script: ε̂ = tanh(a x + b t/T + c((j mod 5) − 2)),
 // j the index of the value within its image. It depends on x, t and the position, and
@@ -129,7 +90,7 @@ const samplerRefTol = 2e-6
 // fixedlarge log-variance using β̃_1 at every t), a wrong posterior coefficient, noise
 // added at t = 0, an unclipped x̂0, and DDIM's σ computed from α_t instead of ᾱ_t.
 func TestSamplersMatchReference(t *testing.T) {
-	py := numpyPython(t)
+	py := pyref.Python(t, "numpy")
 	script, err := filepath.Abs(filepath.Join("..", "bench", "torchref", "ref_sample.py"))
 	if err != nil {
 		t.Fatal(err)

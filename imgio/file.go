@@ -9,6 +9,8 @@ import (
 	"image/color"
 	"io"
 	"os"
+
+	"github.com/ddpm-studio/ddpm-studio/internal/ctxio"
 )
 
 // Limits on the image files Open accepts and the squares Square makes. Anything larger is
@@ -142,21 +144,7 @@ func (f *File) Close() error {
 // reader returns a buffered reader over the file from its start that fails with the
 // context's error once the context is done.
 func (f *File) reader() io.Reader {
-	return bufio.NewReader(&ctxReader{ctx: f.ctx, r: io.NewSectionReader(f.f, 0, f.Bytes)})
-}
-
-// ctxReader reads from r until ctx is done, and then fails with ctx's error.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-// Read implements io.Reader.
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
+	return bufio.NewReader(ctxio.Reader(f.ctx, io.NewSectionReader(f.f, 0, f.Bytes)))
 }
 
 // Decode decodes the image as stored, without applying Orientation. A decoder's panic
