@@ -4,7 +4,6 @@ package ops
 
 // #cgo LDFLAGS: -lopenblas -ldl
 // #include <dlfcn.h>
-// #include <stdio.h>
 // #include <stdlib.h>
 // void openblas_set_num_threads(int);
 // int openblas_get_num_threads(void);
@@ -12,7 +11,6 @@ package ops
 // char *openblas_get_corename(void);
 // // hasSymbol reports whether the loaded libraries define name.
 // static int hasSymbol(const char *name) { return dlsym(RTLD_DEFAULT, name) != NULL; }
-// static void flushStdout(void) { fflush(stdout); }
 import "C"
 
 import (
@@ -77,9 +75,6 @@ var reexecErr error
 // work: whatever the process did before is lost. It returns an error only if
 // the re-execution failed; the program then runs on with the library's choice.
 func UseBestBLASCore() error {
-	// OpenBLAS prints "Core: …" (OPENBLAS_VERBOSE=2) with printf while it loads;
-	// Go never flushes C's stdout, so without this a pipe would never see it.
-	C.flushStdout()
 	d := startDecision()
 	if d.Set == "" {
 		return nil
