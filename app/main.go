@@ -16,6 +16,8 @@ import (
 	"runtime/debug"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 )
 
 // cli is the command line.
@@ -61,6 +63,11 @@ func (e *env) say(format string, args ...any) {
 var errInterrupted = errors.New("interrupted")
 
 func main() {
+	// First of all: where OpenBLAS fell back to generic kernels, this runs the
+	// program again with better ones and does not return (see ops.UseBestBLASCore).
+	if err := ops.UseBestBLASCore(); err != nil {
+		fmt.Fprintln(os.Stderr, "ddpm-studio: warning:", err)
+	}
 	if os.Getenv("GOGC") == "" {
 		// A training step allocates its activations and gradients afresh (Gorgonia's tape
 		// machine drops them at every Reset), nearly all of it pointer-free float data that
