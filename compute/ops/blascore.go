@@ -54,7 +54,7 @@ type CPUFeatures struct {
 	AVX512BF16, AVX512VNNI bool
 }
 
-// String names the extensions that matter here: "AVX-512 BF16", "AVX2 FMA", "SSE".
+// String names the extensions that matter here: "AVX-512 BF16", "AVX2 FMA", "no AVX2", ….
 func (f CPUFeatures) String() string {
 	switch {
 	case f.AVX512 && f.AVX512BF16 && f.AVX512VNNI:
