@@ -17,6 +17,7 @@ require (
 	github.com/go-gl/gl v0.0.0-20231021071112-07e5d0ea2e71
 	github.com/go-gl/glfw/v3.3/glfw v0.0.0-20240506104042-037f3cc74f2a
 	github.com/gofrs/flock v0.13.2
+	github.com/klauspost/cpuid/v2 v2.4.2
 	golang.org/x/sync v0.25.0
 	gonum.org/v1/netlib v0.0.0-20220323200511-14de99971b2d
 )

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
 )
 
@@ -21,17 +22,18 @@ type benchCmd struct {
 }
 
 type benchResult struct {
-	Impl              string  `json:"impl"`
-	Preset            string  `json:"preset"`
-	Batch             int     `json:"batch"`
-	Threads           int     `json:"threads"`
-	TrainStepS        float64 `json:"train_step_s"`
-	TrainImagesPerS   float64 `json:"train_images_per_s"`
-	TrainGFLOPS       float64 `json:"train_gflops"`
-	ForwardS          float64 `json:"forward_s"`
-	ForwardImagesPerS float64 `json:"forward_images_per_s"`
-	ForwardGFLOPS     float64 `json:"forward_gflops"`
-	PeakRSSTrainMB    float64 `json:"peak_rss_train_mb"`
+	Impl              string       `json:"impl"`
+	Preset            string       `json:"preset"`
+	Batch             int          `json:"batch"`
+	Threads           int          `json:"threads"`
+	TrainStepS        float64      `json:"train_step_s"`
+	TrainImagesPerS   float64      `json:"train_images_per_s"`
+	TrainGFLOPS       float64      `json:"train_gflops"`
+	ForwardS          float64      `json:"forward_s"`
+	ForwardImagesPerS float64      `json:"forward_images_per_s"`
+	ForwardGFLOPS     float64      `json:"forward_gflops"`
+	PeakRSSTrainMB    float64      `json:"peak_rss_train_mb"`
+	BLAS              ops.BLASInfo `json:"blas"`
 }
 
 // Run times training steps (forward, backward, clip, Adam, EMA) and forward passes on random data.
@@ -94,7 +96,8 @@ func (c *benchCmd) Run(e *env) error {
 	res := benchResult{Impl: "ddpm-studio", Preset: c.Preset, Batch: c.Batch, Threads: runtime.GOMAXPROCS(0),
 		TrainStepS: train, TrainImagesPerS: float64(c.Batch) / train, TrainGFLOPS: 3 * flops / train / 1e9,
 		ForwardS: fwd, ForwardImagesPerS: float64(c.Batch) / fwd, ForwardGFLOPS: flops / fwd / 1e9,
-		PeakRSSTrainMB: peak}
+		PeakRSSTrainMB: peak, BLAS: ops.RunningBLAS()}
+	e.say("BLAS: %s", res.BLAS)
 	e.say("%s batch %d, %d threads: training step %.3fs (%.1f images/s, %.1f GFLOP/s), forward %.3fs (%.1f images/s, %.1f GFLOP/s), peak memory %.0f MB",
 		c.Preset, c.Batch, res.Threads, train, res.TrainImagesPerS, res.TrainGFLOPS, fwd, res.ForwardImagesPerS, res.ForwardGFLOPS, peak)
 	return e.result(res)

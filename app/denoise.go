@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/imgio"
 	"github.com/ddpm-studio/ddpm-studio/run"
 )
@@ -25,15 +26,15 @@ type denoiseCmd struct {
 }
 
 type denoiseResult struct {
-	Run     string   `json:"run"`
-	Step    int64    `json:"step"`
-	T       int      `json:"t"`
-	N       int      `json:"n"`
-	EpsRMS  float64  `json:"eps_rms"`
-	Files   []string `json:"files"`
-	Noised  bool     `json:"noised"`
-	NoiseSE float64  `json:"eps_mse_vs_true,omitempty"`
-	BLAS    string   `json:"blas"`
+	Run     string       `json:"run"`
+	Step    int64        `json:"step"`
+	T       int          `json:"t"`
+	N       int          `json:"n"`
+	EpsRMS  float64      `json:"eps_rms"`
+	Files   []string     `json:"files"`
+	Noised  bool         `json:"noised"`
+	NoiseSE float64      `json:"eps_mse_vs_true,omitempty"`
+	BLAS    ops.BLASInfo `json:"blas"`
 }
 
 // Run denoises.
@@ -93,7 +94,7 @@ func (c *denoiseCmd) Run(e *env) error {
 		return interrupted(ctx, err, "the forward pass")
 	}
 	x0 := r.Sched.PredictStartFromNoise(xt, ts, eps)
-	res := denoiseResult{Run: c.RunDir, Step: r.Step, T: c.T, N: shape.N, EpsRMS: rms(eps), Noised: trueEps != nil, BLAS: blasLine()}
+	res := denoiseResult{Run: c.RunDir, Step: r.Step, T: c.T, N: shape.N, EpsRMS: rms(eps), Noised: trueEps != nil, BLAS: blas()}
 	if trueEps != nil {
 		res.NoiseSE = mse(eps, trueEps)
 	}

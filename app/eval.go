@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
@@ -20,15 +21,15 @@ type evalCmd struct {
 }
 
 type evalResult struct {
-	Run        string  `json:"run"`
-	Step       int64   `json:"step"`
-	N          int     `json:"n"`
-	BPD        float64 `json:"bpd"`
-	BPDStdErr  float64 `json:"bpd_stderr"`
-	PriorBPD   float64 `json:"prior_bpd"`
-	DecoderBPD float64 `json:"decoder_bpd"`
-	Seconds    float64 `json:"seconds"`
-	BLAS       string  `json:"blas"`
+	Run        string       `json:"run"`
+	Step       int64        `json:"step"`
+	N          int          `json:"n"`
+	BPD        float64      `json:"bpd"`
+	BPDStdErr  float64      `json:"bpd_stderr"`
+	PriorBPD   float64      `json:"prior_bpd"`
+	DecoderBPD float64      `json:"decoder_bpd"`
+	Seconds    float64      `json:"seconds"`
+	BLAS       ops.BLASInfo `json:"blas"`
 }
 
 // Run evaluates.
@@ -80,7 +81,7 @@ func (c *evalCmd) Run(e *env) error {
 	if err != nil {
 		return interrupted(ctx, fmt.Errorf("bits/dim: %w", err), "the evaluation")
 	}
-	res := evalResult{Run: c.RunDir, Step: r.Step, N: n, BLAS: blasLine(), BPD: b.MeanTotal, PriorBPD: b.MeanPrior,
+	res := evalResult{Run: c.RunDir, Step: r.Step, N: n, BLAS: blas(), BPD: b.MeanTotal, PriorBPD: b.MeanPrior,
 		DecoderBPD: b.Terms[0], Seconds: time.Since(start).Seconds()}
 	if n > 1 {
 		v := 0.0

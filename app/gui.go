@@ -14,6 +14,7 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 	"github.com/go-gl/glfw/v3.3/glfw"
 
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/imgio"
 	"github.com/ddpm-studio/ddpm-studio/internal/atomicfile"
 	"github.com/ddpm-studio/ddpm-studio/shaders"
@@ -106,9 +107,15 @@ func (c *guiCmd) Run(e *env) error {
 		}
 	}
 	be := newBackend(dir, e.out)
+	info := ops.RunningBLAS()
+	fmt.Fprintf(e.out, "BLAS: %s\n", info)
+	engine := info.Library
+	if info.Core != "" {
+		engine += ", core " + info.Core
+	}
 	studio = ui.New(w, be, shaders.NewCPU(), ui.Options{
 		Data: data, RunsDir: dir, Preset: c.Preset, Steps: c.Steps, Batch: c.Batch,
-		PreviewEvery: c.PreviewEvery, Autostart: c.Train, BeforeClose: closeGL,
+		PreviewEvery: c.PreviewEvery, Autostart: c.Train, BeforeClose: closeGL, Engine: engine,
 	})
 
 	sig := make(chan os.Signal, 1)

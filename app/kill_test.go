@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
@@ -26,8 +27,12 @@ var (
 	binDir  string
 )
 
-// TestMain removes the binary's folder after the tests.
+// TestMain runs the tests on the BLAS kernels the program would run (see
+// ops.UseBestBLASCore), and removes the binary's folder after them.
 func TestMain(m *testing.M) {
+	if err := ops.UseBestBLASCore(); err != nil {
+		fmt.Fprintln(os.Stderr, "app tests:", err)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

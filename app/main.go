@@ -24,6 +24,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	_ "github.com/ddpm-studio/ddpm-studio/internal/quietlocale" // before Fyne reads the locale
 	"github.com/ddpm-studio/ddpm-studio/run"
 )
@@ -123,6 +124,11 @@ func finiteFlags(kctx *kong.Context) error {
 	return nil
 }
 func main() {
+	// First of all: where OpenBLAS fell back to generic kernels, this runs the
+	// program again with better ones and does not return (see ops.UseBestBLASCore).
+	if err := ops.UseBestBLASCore(); err != nil {
+		fmt.Fprintln(os.Stderr, "ddpm-studio: warning:", err)
+	}
 	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -167,5 +173,5 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// blasLine names the BLAS and the kernels it runs.
-func blasLine() string { return "" }
+// blas names the BLAS and the kernels it runs, for the JSON results.
+func blas() ops.BLASInfo { return ops.RunningBLAS() }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/imgio"
 	"github.com/ddpm-studio/ddpm-studio/run"
 )
@@ -29,15 +30,15 @@ type sampleCmd struct {
 }
 
 type sampleResult struct {
-	Run        string   `json:"run"`
-	Checkpoint string   `json:"checkpoint"`
-	Step       int64    `json:"step"`
-	N          int      `json:"n"`
-	Sampler    string   `json:"sampler"`
-	Steps      int      `json:"steps"`
-	Seconds    float64  `json:"seconds"`
-	Files      []string `json:"files"`
-	BLAS       string   `json:"blas"`
+	Run        string       `json:"run"`
+	Checkpoint string       `json:"checkpoint"`
+	Step       int64        `json:"step"`
+	N          int          `json:"n"`
+	Sampler    string       `json:"sampler"`
+	Steps      int          `json:"steps"`
+	Seconds    float64      `json:"seconds"`
+	Files      []string     `json:"files"`
+	BLAS       ops.BLASInfo `json:"blas"`
 }
 
 // stripImages is how many samples a progression strip shows.
@@ -90,7 +91,7 @@ func (c *sampleCmd) Run(e *env) error {
 	}
 	secs := time.Since(start).Seconds()
 	res := sampleResult{Run: c.RunDir, Checkpoint: m.Checkpoint, Step: m.Step, N: x.N, Sampler: c.Sampler, Steps: steps,
-		Seconds: secs, BLAS: blasLine()}
+		Seconds: secs, BLAS: blas()}
 	if res.Files, err = writeSamples(x, c.Grid, c.OutDir, c.SaveNPY, prog, c.Strip); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
@@ -33,16 +34,16 @@ type trainCmd struct {
 
 // trainResult is the JSON result of train.
 type trainResult struct {
-	Run          string   `json:"run"`
-	Step         int64    `json:"step"`
-	Loss         *float64 `json:"loss"` // null when no step was taken
-	Checkpoint   string   `json:"checkpoint"`
-	Seconds      float64  `json:"seconds"`
-	SecPerStep   float64  `json:"sec_per_step"`
-	ImagesPerSec float64  `json:"images_per_sec"`
-	Params       int      `json:"params"`
-	Interrupted  bool     `json:"interrupted"`
-	BLAS         string   `json:"blas"`
+	Run          string       `json:"run"`
+	Step         int64        `json:"step"`
+	Loss         *float64     `json:"loss"` // null when no step was taken
+	Checkpoint   string       `json:"checkpoint"`
+	Seconds      float64      `json:"seconds"`
+	SecPerStep   float64      `json:"sec_per_step"`
+	ImagesPerSec float64      `json:"images_per_sec"`
+	Params       int          `json:"params"`
+	Interrupted  bool         `json:"interrupted"`
+	BLAS         ops.BLASInfo `json:"blas"`
 }
 
 // options are the flags as run.Options; given names the flags set on the command line.
@@ -118,7 +119,7 @@ func (c *trainCmd) Run(e *env, kctx *kong.Context) error {
 		return err
 	}
 	out := trainResult{Run: c.RunDir, Step: res.Step, Checkpoint: res.Checkpoint, Seconds: res.Elapsed.Seconds(),
-		Params: s.Trainer.Net.NumParams(), Interrupted: res.Stopped, BLAS: blasLine()}
+		Params: s.Trainer.Net.NumParams(), Interrupted: res.Stopped, BLAS: blas()}
 	if len(res.StepTimes) > 0 {
 		out.Loss = &res.Loss
 		out.SecPerStep = median(slices.Clone(res.StepTimes))

@@ -46,6 +46,7 @@ type Options struct {
 	Batch        int      // initial batch (Backend.Defaults' if 0)
 	PreviewEvery int64    // initial preview interval (Backend.Defaults' if 0)
 	Autostart    bool     // start training as soon as the dataset is loaded
+	Engine       string   // what computes (the BLAS and its kernels), shown on the status line
 	BeforeClose  func()   // called on the UI goroutine just before the window closes
 
 	// Do runs a function on the UI goroutine without waiting; fyne.Do if nil. Tests give
@@ -163,8 +164,11 @@ func (s *Studio) Shutdown() {
 }
 
 func (s *Studio) setRendererLabel() {
-	name := s.Renderer().Name()
-	s.do(func() { s.rname.SetText("Rendering: " + name) })
+	text := "Rendering: " + s.Renderer().Name()
+	if s.opts.Engine != "" {
+		text = "Compute: " + s.opts.Engine + " · " + text
+	}
+	s.do(func() { s.rname.SetText(text) })
 }
 
 // Show selects the screen with the given tab title.

@@ -458,3 +458,11 @@ func TestGalleryShowsBackendOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestStatusNamesEngine: the status line says what computes and what draws.
+func TestStatusNamesEngine(t *testing.T) {
+	s, _, _ := newStudio(t, Options{Engine: "OpenBLAS 0.3.21, core Haswell"})
+	until(t, "engine named", func() bool {
+		return strings.Contains(s.rname.Text, "Compute: OpenBLAS 0.3.21, core Haswell · Rendering: ")
+	})
+}

@@ -29,6 +29,40 @@ type result struct {
 	ForwardImagesPerS float64 `json:"forward_images_per_s"`
 	ForwardGFLOPS     float64 `json:"forward_gflops"`
 	PeakRSSTrainMB    float64 `json:"peak_rss_train_mb"`
+	BLAS              blas    `json:"blas"`
+}
+
+// blas is the BLAS a side runs: ddpm-studio's object (compute/ops.BLASInfo),
+// or bench.py's line.
+type blas struct {
+	Line     string // bench.py
+	Library  string `json:"library"`
+	Core     string `json:"core"`
+	ChosenBy string `json:"chosen_by"`
+	Fallback string `json:"fallback"`
+	CPU      string `json:"cpu"`
+}
+
+// UnmarshalJSON takes either form.
+func (b *blas) UnmarshalJSON(data []byte) error {
+	if len(data) > 0 && data[0] == '"' {
+		return json.Unmarshal(data, &b.Line)
+	}
+	type plain blas
+	return json.Unmarshal(data, (*plain)(b))
+}
+
+// String is one line.
+func (b blas) String() string {
+	switch {
+	case b.Line != "":
+		return b.Line
+	case b.ChosenBy == "ddpm-studio":
+		return fmt.Sprintf("%s, core %s (set by ddpm-studio; OpenBLAS picked %s), CPU %s", b.Library, b.Core, b.Fallback, b.CPU)
+	case b.Core != "":
+		return fmt.Sprintf("%s, core %s (chosen by %s), CPU %s", b.Library, b.Core, b.ChosenBy, b.CPU)
+	}
+	return b.Library + ", CPU " + b.CPU
 }
 
 func main() {
@@ -50,6 +84,7 @@ func main() {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "preset\tbatch\tfigure\tours\tpytorch\tours/pytorch\t")
+	firstPreset, _, _ := strings.Cut(*presets, ":")
 	for _, pb := range strings.Split(*presets, ",") {
 		preset, batch, _ := strings.Cut(pb, ":")
 		var ours, theirs []result
@@ -61,6 +96,9 @@ func main() {
 				os.Exit(1)
 			}
 			ours = append(ours, r)
+			if len(ours) == 1 && preset == firstPreset {
+				fmt.Printf("BLAS, ddpm-studio: %s\n", r.BLAS)
+			}
 			if torchOK {
 				r, err := run(exec.Command(*python, "bench/torchref/bench.py", "--preset", preset, "--batch", batch,
 					"--threads", strconv.Itoa(*threads), "--steps", strconv.Itoa(*steps)), "OMP_NUM_THREADS="+strconv.Itoa(*threads))
@@ -69,6 +107,9 @@ func main() {
 					os.Exit(1)
 				}
 				theirs = append(theirs, r)
+				if len(theirs) == 1 && preset == firstPreset {
+					fmt.Printf("BLAS, PyTorch: %s\n", r.BLAS)
+				}
 			}
 		}
 		o := medianResult(ours)
@@ -134,6 +175,7 @@ func medianResult(rs []result) result {
 	}
 	return result{
 		Impl:              rs[0].Impl,
+		BLAS:              rs[0].BLAS,
 		TrainStepS:        med(func(r result) float64 { return r.TrainStepS }),
 		TrainImagesPerS:   med(func(r result) float64 { return r.TrainImagesPerS }),
 		TrainGFLOPS:       med(func(r result) float64 { return r.TrainGFLOPS }),

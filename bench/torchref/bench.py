@@ -4,13 +4,16 @@
 A training step is forward + L_simple + backward + clip by global norm 1.0 +
 Adam + EMA update, on random x_t, t and ε; a forward pass runs without
 gradients (as in sampling). Reports medians over --steps after --warmup steps,
-and the peak resident memory of this process (getrusage), as one JSON line.
+and the peak resident memory of this process (getrusage), as one JSON line,
+with the BLAS and kernels torch runs ("blas").
 
     python3 bench/torchref/bench.py --preset mnist --batch 64 --threads 2
 """
 
 import argparse
+import ctypes
 import json
+import re
 import resource
 import statistics
 import sys
@@ -20,6 +23,37 @@ import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from unet import PRESETS, model_from_config  # noqa: E402
+
+
+def blas_info():
+    """One line: the BLAS torch was built with and the kernels it runs.
+
+    Debian's torch does convolutions with oneDNN (MKL-DNN), which picks its own
+    instruction set, and links libblas.so.3, which Debian's alternatives point
+    to OpenBLAS; an OpenBLAS found loaded in this process says its core.
+    """
+    cfg = torch.__config__.show()
+    parts = []
+    for line in cfg.splitlines():
+        line = line.strip(" -")
+        if line.startswith(("Intel(R) MKL-DNN", "oneDNN", "Intel(R) Math Kernel", "CPU capability usage")):
+            parts.append(line)
+    m = re.search(r"BLAS_INFO=([^,\s]+)", cfg)
+    if m:
+        parts.append("BLAS_INFO=" + m.group(1))
+    with open("/proc/self/maps") as f:
+        libs = sorted({ln.split()[-1] for ln in f if "blas" in ln.rsplit("/", 1)[-1]})
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same handle
+            lib.openblas_get_config.restype = ctypes.c_char_p
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+        except (OSError, AttributeError):
+            continue
+        parts.append("%s, core %s (%s)" % (lib.openblas_get_config().decode(),
+                                           lib.openblas_get_corename().decode(), path.rsplit("/", 1)[-1]))
+        break
+    return "; ".join(parts)
 
 
 def main():
@@ -75,7 +109,7 @@ def main():
         "impl": "pytorch " + torch.__version__, "preset": a.preset, "batch": n, "threads": a.threads,
         "train_step_s": train, "train_images_per_s": n / train,
         "forward_s": fwd, "forward_images_per_s": n / fwd,
-        "peak_rss_train_mb": peak_train,
+        "peak_rss_train_mb": peak_train, "blas": blas_info(),
     }))
 
 
