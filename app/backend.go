@@ -142,11 +142,7 @@ func (b *backend) Runs() ([]ui.RunInfo, error) {
 
 // runInfo describes the run in dir from its newest checkpoint's state (not its weights).
 func runInfo(dir string) (ui.RunInfo, bool) {
-	ckpt := compute.LatestCheckpoint(dir)
-	if ckpt == "" {
-		return ui.RunInfo{}, false
-	}
-	st, err := compute.ReadState(ckpt)
+	ckpt, st, err := compute.LatestState(dir)
 	if err != nil {
 		return ui.RunInfo{}, false
 	}
@@ -224,11 +220,10 @@ func gaussian(seed uint64, n int) ([]float32, *rand.Rand) {
 // sample on count images, reporting every step to onFrame.
 func sampleRun(run string, ema bool, count int, onFrame func(ui.Frame),
 	sample func(r *openRun, net *compute.UNet, shape diffusion.Shape, progress diffusion.ProgressFunc) ([]float32, error)) (ui.Images, error) {
-	r, err := loadRun(run)
+	r, err := loadSampler(run, ema)
 	if err != nil {
 		return ui.Images{}, err
 	}
-	defer r.trainer.Close()
 	net := r.net(ema)
 	defer net.Close()
 	shape := r.imageShape(count)

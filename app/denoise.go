@@ -37,10 +37,11 @@ type denoiseResult struct {
 
 // Run denoises.
 func (c *denoiseCmd) Run(e *env) error {
-	r, err := loadRun(c.RunDir)
+	r, err := loadSampler(c.RunDir, c.EMA)
 	if err != nil {
 		return err
 	}
+	warn(e.errOut, r.warnings)
 	if c.T < 0 || c.T >= r.sched.T {
 		return fmt.Errorf("--t %d: must be in [0, %d)", c.T, r.sched.T)
 	}

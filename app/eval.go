@@ -36,10 +36,11 @@ type evalResult struct {
 func (c *evalCmd) Run(e *env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := loadRun(c.RunDir)
+	r, err := loadSampler(c.RunDir, c.EMA)
 	if err != nil {
 		return err
 	}
+	warn(e.errOut, r.warnings)
 	data, files := c.Data, []string(nil)
 	if data == "" {
 		data, files = r.app.Data, r.app.DataFiles

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
@@ -25,30 +27,45 @@ type runState struct {
 	Steps     int64    `json:"steps"`                // the step count asked for
 }
 
-// openRun is a run loaded from its newest checkpoint.
+// openRun is a run loaded from its newest intact checkpoint.
 type openRun struct {
-	dir     string
-	ckpt    string
-	trainer *compute.Trainer
-	state   compute.State
-	app     runState
-	sched   *diffusion.Schedule
+	dir      string
+	ckpt     string
+	trainer  *compute.Trainer // loadRun only
+	sampler  *compute.UNet    // loadSampler only: the weights it was asked for
+	state    compute.State
+	app      runState
+	sched    *diffusion.Schedule
+	warnings []string // newer checkpoints passed over as damaged, in words
 }
 
-// loadRun opens the newest checkpoint of dir.
+// loadRun opens the newest intact checkpoint of dir for training.
 func loadRun(dir string) (*openRun, error) {
+	return openLatest(dir, func() (compute.Loaded, error) { return compute.LoadLatest(dir) })
+}
+
+// loadSampler opens the newest checkpoint of dir whose state and EMA (ema) or raw weights
+// are intact, reading nothing else.
+func loadSampler(dir string, ema bool) (*openRun, error) {
+	return openLatest(dir, func() (compute.Loaded, error) { return compute.LoadLatestForSampling(dir, ema) })
+}
+
+func openLatest(dir string, load func() (compute.Loaded, error)) (*openRun, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("run %s: %w", dir, err)
 	}
-	ckpt := compute.LatestCheckpoint(dir)
-	if ckpt == "" {
+	l, err := load()
+	if errors.Is(err, compute.ErrNoCheckpoint) {
 		return nil, fmt.Errorf("run %s has no checkpoint yet (train first, or import weights)", dir)
 	}
-	tr, st, err := compute.LoadCheckpoint(ckpt)
 	if err != nil {
 		return nil, err
 	}
-	r := &openRun{dir: dir, ckpt: ckpt, trainer: tr, state: st}
+	ckpt, st := l.Dir, l.State
+	r := &openRun{dir: dir, ckpt: ckpt, trainer: l.Trainer, state: st, warnings: l.Warnings}
+	if l.Trainer == nil {
+		r.sampler = l.Net
+	}
 	if len(st.Extra) > 0 {
 		if err := json.Unmarshal(st.Extra, &r.app); err != nil {
 			return nil, fmt.Errorf("checkpoint %s: run state: %w", ckpt, err)
@@ -64,8 +81,18 @@ func loadRun(dir string) (*openRun, error) {
 	return r, nil
 }
 
-// net returns the EMA or the raw network of the run.
+// warn prints warnings on w, one a line.
+func warn(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
+}
+
+// net returns the EMA or the raw network of the run (loadSampler: the one it loaded).
 func (r *openRun) net(ema bool) *compute.UNet {
+	if r.sampler != nil {
+		return r.sampler
+	}
 	if ema {
 		return r.trainer.EMANet()
 	}

@@ -47,10 +47,11 @@ type sampleResult struct {
 func (c *sampleCmd) Run(e *env) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := loadRun(c.RunDir)
+	r, err := loadSampler(c.RunDir, c.EMA)
 	if err != nil {
 		return err
 	}
+	warn(e.errOut, r.warnings)
 	net := r.net(c.EMA)
 	defer net.Close()
 	n := c.N

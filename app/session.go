@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -29,6 +30,10 @@ type session struct {
 	rng     *rand.Rand
 	metrics *os.File
 	resumed bool
+	errOut  io.Writer // warnings
+
+	saved     string // the checkpoint of the weights at step savedStep: resumed from or written
+	savedStep int64
 
 	shape    diffusion.Shape
 	x0       []float32
@@ -44,7 +49,10 @@ func (c *trainCmd) openSession(e *env) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{cmd: c, tr: tr, app: app, ds: ds, resumed: resumed, lastCkpt: time.Now()}
+	s := &session{cmd: c, tr: tr, app: app, ds: ds, resumed: resumed, lastCkpt: time.Now(), errOut: e.errOut}
+	if resumed {
+		s.saved, s.savedStep = c.resumedFrom, tr.Step
+	}
 	fail := func(err error) (*session, error) {
 		tr.Close()
 		return nil, err
@@ -128,9 +136,11 @@ func (s *session) save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path, err := compute.SaveCheckpoint(s.cmd.RunDir, s.tr, extra)
+	path, warnings, err := compute.SaveCheckpoint(s.cmd.RunDir, s.tr, extra)
+	warn(s.errOut, warnings)
 	if err == nil {
 		s.lastCkpt = time.Now()
+		s.saved, s.savedStep = path, s.tr.Step
 	}
 	return path, err
 }
@@ -152,11 +162,12 @@ func (s *session) maybeSampleGrid(ctx context.Context) error {
 	return previewGrid(ctx, s.tr, s.sched, filepath.Join(s.cmd.RunDir, "samples", fmt.Sprintf("step-%08d.png", s.tr.Step)))
 }
 
-// finish saves a checkpoint unless the newest one is of the current step, and returns it.
+// finish saves a checkpoint unless the session resumed from or wrote one of the current
+// step, and returns it. (The newest checkpoint on disk may be a damaged one of this step
+// that loading passed over.)
 func (s *session) finish() (string, error) {
-	latest := compute.LatestCheckpoint(s.cmd.RunDir)
-	if latest != "" && filepath.Base(latest) == fmt.Sprintf("step-%08d", s.tr.Step) {
-		return latest, nil
+	if s.saved != "" && s.savedStep == s.tr.Step {
+		return s.saved, nil
 	}
 	return s.save()
 }

@@ -47,6 +47,8 @@ type trainCmd struct {
 	dataFiles []string                // image files to train on instead of Data (the window's dropped files)
 	preloaded *dataset.Dataset        // the data, already loaded by the window (used if size and channels fit)
 	sess      atomic.Pointer[session] // the open session, for the interrupt handler
+	// resumedFrom is the checkpoint the run resumed from ("" for a new run).
+	resumedFrom string
 }
 
 // metric is one line of metrics.jsonl.
@@ -164,7 +166,7 @@ func (c *trainCmd) Run(e *env) error {
 
 // open resumes the run's newest checkpoint, or starts a new run from the flags, and loads the data.
 func (c *trainCmd) open(e *env) (*compute.Trainer, runState, *dataset.Dataset, bool, error) {
-	tr, app, resumed, err := c.trainer()
+	tr, app, resumed, err := c.trainer(e)
 	if err != nil {
 		return nil, app, nil, false, err
 	}
@@ -195,7 +197,7 @@ func (c *trainCmd) open(e *env) (*compute.Trainer, runState, *dataset.Dataset, b
 }
 
 // trainer resumes the run's newest checkpoint or makes a new model from the flags.
-func (c *trainCmd) trainer() (*compute.Trainer, runState, bool, error) {
+func (c *trainCmd) trainer(e *env) (*compute.Trainer, runState, bool, error) {
 	if err := os.MkdirAll(c.RunDir, 0o755); err != nil {
 		return nil, runState{}, false, fmt.Errorf("run directory: %w", err)
 	}
@@ -210,6 +212,8 @@ func (c *trainCmd) trainer() (*compute.Trainer, runState, bool, error) {
 		if err != nil {
 			return nil, runState{}, false, err
 		}
+		warn(e.errOut, r.warnings)
+		c.resumedFrom = r.ckpt
 		app := r.app
 		if c.Data != "" || len(c.dataFiles) > 0 {
 			app.Data, app.DataFiles = c.Data, c.dataFiles

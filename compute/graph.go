@@ -57,6 +57,7 @@ type builder struct {
 	nodes  map[string]*G.Node
 	masks  []*G.Node
 	flops  float64 // multiply-adds ×2 of the convolutions, dense layers and attention built so far
+	noData bool    // spec mode only: declare names and shapes without allocating the values
 }
 
 func (b *builder) spec() bool { return b.g == nil }
@@ -72,7 +73,10 @@ func (b *builder) param(name string, shape []int, init initFunc) *G.Node {
 		for _, d := range shape {
 			n *= d
 		}
-		p = &Param{Name: name, Shape: shape, Data: make([]float32, n), init: init}
+		p = &Param{Name: name, Shape: shape, init: init}
+		if !b.noData {
+			p.Data = make([]float32, n)
+		}
 		*b.params = append(*b.params, p)
 		b.byName[name] = p
 		return nil
