@@ -164,7 +164,7 @@ func (s *stFile) match(specs []tensorSpec, what string) error {
 			continue
 		}
 		if !slices.Equal(ti.Shape, shape64(sp.shape)) {
-			return fmt.Errorf("load %s %s: %s: shape %v in file, %s needs %v", what, s.path, sp.name, ti.Shape, what, sp.shape)
+			return fmt.Errorf("load %s %s: %s: shape %v in file, the model needs %v", what, s.path, sp.name, ti.Shape, sp.shape)
 		}
 		if ti.DType != safetensors.F32 && ti.DType != safetensors.F64 {
 			return fmt.Errorf("load %s %s: %s: dtype %v, want F32 or F64", what, s.path, sp.name, ti.DType)
