@@ -54,9 +54,12 @@ func (c *importCmd) Run(e *env) error {
 	if err := os.MkdirAll(c.RunDir, 0o755); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
-	ckpt, err := compute.SaveCheckpoint(c.RunDir, tr, extra)
+	ckpt, warnings, err := compute.SaveCheckpoint(c.RunDir, tr, extra)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		e.warn("%s", w)
 	}
 	e.say("imported %d parameters (%s) from %s into %s", net.NumParams(), cfg, c.Weights, ckpt)
 	return e.result(importResult{Run: c.RunDir, Checkpoint: ckpt, Params: net.NumParams()})

@@ -11,11 +11,8 @@ func ParamCount(cfg Config) (int64, error) {
 	if err := cfg.Validate(); err != nil {
 		return 0, fmt.Errorf("model config: %w", err)
 	}
-	var params []*Param
-	b := &builder{cfg: cfg, params: &params, byName: map[string]*Param{}, noData: true}
-	b.unet(nil, nil)
 	var n int64
-	for _, p := range params {
+	for _, p := range paramShapes(cfg) {
 		size := int64(1)
 		for _, d := range p.Shape {
 			size *= int64(d)

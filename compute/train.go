@@ -47,6 +47,10 @@ type Trainer struct {
 // ErrInterrupted is returned by TrainStep when Interrupt abandoned the step.
 var ErrInterrupted = errors.New("training step interrupted")
 
+// ErrDiverged is wrapped by the error of a TrainStep that refused to update the weights
+// because the loss, the gradients or the new values would not be finite numbers.
+var ErrDiverged = errors.New("training diverged")
+
 // Interrupt makes the running TrainStep (or the next one) give up within one convolution's
 // time and return ErrInterrupted, leaving the weights, the optimizer, the EMA and the
 // dropout stream exactly as they were before that step. Safe to call from any goroutine.
@@ -80,7 +84,8 @@ func (o OptimConfig) LRAt(step int64) float64 {
 }
 
 // EMADecayAt is the EMA decay used at step: min(decay, (1+step)/(10+step)), as
-// tf.train.ExponentialMovingAverage with num_updates, so early weights fade fast.
+// tf.train.ExponentialMovingAverage given num_updates = step (the official DDPM code gives it
+// none; see the package documentation), so that early weights fade fast.
 func (o OptimConfig) EMADecayAt(step int64) float64 {
 	return math.Min(o.EMADecay, float64(1+step)/float64(10+step))
 }
@@ -111,7 +116,10 @@ func (t *Trainer) graph(n int) (*forward, error) {
 	return f, nil
 }
 
-// TrainStep takes one Adam step on mean((eps − ε̂(x_t, t))²).
+// TrainStep takes one Adam step on mean((eps − ε̂(x_t, t))²). It refuses, with an error
+// wrapping ErrDiverged, a step whose loss or gradients are not finite or whose update would
+// make a weight, an Adam moment or an EMA value Inf or NaN; a refused step leaves the
+// weights, the moments, the EMA, Step and the dropout stream exactly as they were.
 func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusion.Shape) (diffusion.StepStats, error) {
 	net := t.Net
 	if err := net.checkShape(xt, ts, shape); err != nil {
@@ -137,22 +145,35 @@ func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusi
 	}
 	loss := float64(f.prog.value(f.loss).Data().(float32))
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return diffusion.StepStats{Loss: loss}, fmt.Errorf("step %d: loss is %v; weights left unchanged (lower the learning rate?)", t.Step+1, loss)
+		*t.rng = rngBefore
+		return diffusion.StepStats{Loss: loss}, fmt.Errorf("%w at step %d: the loss is %v; the step was refused and the weights, the optimizer state and the EMA are unchanged: lower the learning rate (now %.3g)",
+			ErrDiverged, t.Step+1, loss, t.Optim.LRAt(t.Step))
 	}
 	grads := make([][]float32, len(f.grads))
 	for i, g := range f.grads {
 		grads[i] = f.prog.float32s(g)
 	}
 	norm := globalNorm(grads)
+	lr := t.Optim.LRAt(t.Step)
+	st := diffusion.StepStats{Loss: loss, GradNorm: norm, LR: lr}
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		*t.rng = rngBefore
+		return st, fmt.Errorf("%w at step %d: the gradients are not finite (their norm is %v, the loss %.3g); the step was refused and the weights, the optimizer state and the EMA are unchanged: lower the learning rate (now %.3g)",
+			ErrDiverged, t.Step+1, norm, loss, lr)
+	}
 	scale := 1.0
 	if c := t.Optim.GradClip; c > 0 && norm > c {
 		scale = c / norm // tf.clip_by_global_norm
 	}
-	lr := t.Optim.LRAt(t.Step)
-	t.adam(grads, scale, lr)
+	u := t.newUpdate(scale, lr)
+	if bad := u.check(t, grads); bad != nil {
+		*t.rng = rngBefore
+		return st, fmt.Errorf("%w at step %d: this update would make %s of %s overflow to Inf or NaN (learning rate %.3g, gradient norm %.3g, loss %.3g); the step was refused and the weights, the optimizer state and the EMA are unchanged: lower the learning rate",
+			ErrDiverged, t.Step+1, bad.what, t.Net.Params[bad.param].Name, lr, norm, loss)
+	}
+	u.commit(t, grads)
 	t.Step++
-	t.updateEMA()
-	return diffusion.StepStats{Loss: loss, GradNorm: norm, LR: lr}, nil
+	return st, nil
 }
 
 // fillMasks draws the dropout masks: 0 with probability p, else 1/(1−p). Each mask
@@ -213,40 +234,117 @@ func globalNorm(grads [][]float32) float64 {
 	return math.Sqrt(s)
 }
 
-// adam applies one Adam update (TensorFlow's form, ε outside the bias correction)
-// to every parameter with gradients multiplied by scale.
-func (t *Trainer) adam(grads [][]float32, scale, lr float64) {
+// update is one Adam step (TensorFlow's form, ε outside the bias correction) on gradients
+// multiplied by scale, followed by the EMA update of the new weights.
+type update struct {
+	b1, b2, sc float32
+	lrt, eps   float64
+	ema        bool    // false: the EMA copies the weights
+	d          float32 // EMA decay
+}
+
+func (t *Trainer) newUpdate(scale, lr float64) update {
 	o := t.Optim
 	step := float64(t.Step + 1)
-	lrt := lr * math.Sqrt(1-math.Pow(o.Beta2, step)) / (1 - math.Pow(o.Beta1, step))
-	b1, b2 := float32(o.Beta1), float32(o.Beta2)
-	sc, eps, lr32 := float32(scale), o.Eps, lrt
-	for i, p := range t.Net.Params {
-		m, v, g, w := t.M[i], t.V[i], grads[i], p.Data
-		for j := range w {
-			gj := g[j] * sc
-			m[j] = b1*m[j] + (1-b1)*gj
-			v[j] = b2*v[j] + (1-b2)*gj*gj
-			w[j] -= float32(lr32 * float64(m[j]) / (math.Sqrt(float64(v[j])) + eps))
-		}
+	return update{
+		b1: float32(o.Beta1), b2: float32(o.Beta2), sc: float32(scale),
+		lrt: lr * math.Sqrt(1-math.Pow(o.Beta2, step)) / (1 - math.Pow(o.Beta1, step)),
+		eps: o.Eps,
+		ema: o.EMADecay != 0,
+		d:   float32(o.EMADecayAt(t.Step)),
 	}
 }
 
-// updateEMA moves the EMA weights towards the current ones.
-func (t *Trainer) updateEMA() {
-	if t.Optim.EMADecay == 0 {
-		for i, p := range t.Net.Params {
-			copy(t.EMA[i], p.Data)
+// nonFinite names the first value an update would make Inf or NaN.
+type nonFinite struct {
+	param int
+	what  string // "the weights", "Adam's first moment", …
+}
+
+// tensor computes the new moments, weights and EMA of parameter i from its gradient g;
+// with commit it stores them, without it checks that every one is finite and reports the
+// first that is not. Both run the same code, so a checked update stores exactly the
+// values that were checked.
+func (u update) tensor(t *Trainer, i int, g []float32, commit bool) *nonFinite {
+	w := t.Net.Params[i].Data
+	m, v, e, g := t.M[i][:len(w)], t.V[i][:len(w)], t.EMA[i][:len(w)], g[:len(w)]
+	for j := range w {
+		gj := g[j] * u.sc
+		mj := u.b1*m[j] + (1-u.b1)*gj
+		vj := u.b2*v[j] + (1-u.b2)*gj*gj
+		wj := w[j] - float32(u.lrt*float64(mj)/(math.Sqrt(float64(vj))+u.eps))
+		ej := wj
+		if u.ema {
+			ej = u.d*e[j] + (1-u.d)*wj
 		}
-		return
-	}
-	d := float32(t.Optim.EMADecayAt(t.Step - 1))
-	for i, p := range t.Net.Params {
-		e := t.EMA[i]
-		for j, w := range p.Data {
-			e[j] = d*e[j] + (1-d)*w
+		if commit {
+			m[j], v[j], w[j], e[j] = mj, vj, wj, ej
+		} else if !finite32(mj) || !finite32(vj) || !finite32(wj) || !finite32(ej) {
+			return &nonFinite{i, whichNonFinite(mj, vj, wj)}
 		}
 	}
+	return nil
+}
+
+// exact checks every new value of parameter i.
+func (u update) exact(t *Trainer, i int, g []float32) *nonFinite { return u.tensor(t, i, g, false) }
+
+// commit stores the update of every parameter.
+func (u update) commit(t *Trainer, grads [][]float32) {
+	for i := range t.Net.Params {
+		u.tensor(t, i, grads[i], true)
+	}
+}
+
+// check reports the first value the update would make Inf or NaN, or nil, without
+// changing anything. It first computes only the new moments and compares them, the
+// weights and the EMA values with limits that make every new value finite: since √v ≥ 0,
+// a weight changes by at most lrt·|m|/ε, so |w| ≤ 5e37 and |m| ≤ 0.99·5e37·ε/lrt keep the
+// new weight under 1e38 (a factor 3.4 below the float32 limit, far beyond any rounding),
+// and an EMA value, a convex combination of an old one and a new weight, stays under it
+// when |e| ≤ 1e38. Only a tensor with a value past a limit (or not finite) is checked
+// exactly, value by value, by the code that commits; so is every tensor when ε is 0.
+// This costs about half the commit, not the whole of it as the exact check would.
+func (u update) check(t *Trainer, grads [][]float32) *nonFinite {
+	const safe = 1e38
+	mLim := float32(0.99 * safe / 2 * u.eps / u.lrt)
+	bounded := u.eps > 0 && u.lrt > 0 && !math.IsInf(u.lrt, 0) && mLim > 0
+	// The limits as the bits of non-negative float32s, which order as the values do (and
+	// put NaN above +Inf): x ≤ lim is lim − |x| ≥ 0 as int32, and the sign bits of the
+	// differences, OR-ed, say whether any value is past its limit.
+	mL, wL, eL, vL := absBits(mLim), absBits(safe/2), absBits(safe), absBits(math.MaxFloat32)
+	for i := range t.Net.Params {
+		w := t.Net.Params[i].Data
+		m, v, e, g := t.M[i][:len(w)], t.V[i][:len(w)], t.EMA[i][:len(w)], grads[i][:len(w)]
+		past := int32(0)
+		for j := range w {
+			gj := g[j] * u.sc
+			mj := u.b1*m[j] + (1-u.b1)*gj
+			vj := u.b2*v[j] + (1-u.b2)*gj*gj
+			past |= (mL - absBits(mj)) | (vL - absBits(vj)) | (wL - absBits(w[j])) | (eL - absBits(e[j]))
+		}
+		if past < 0 || !bounded {
+			if bad := u.exact(t, i, g); bad != nil {
+				return bad
+			}
+		}
+	}
+	return nil
+}
+
+// absBits is the bit pattern of |x|.
+func absBits(x float32) int32 { return int32(math.Float32bits(x) &^ (1 << 31)) }
+
+func whichNonFinite(m, v, w float32) string {
+	switch {
+	case !finite32(m):
+		return "Adam's first moment"
+	case !finite32(v):
+		return "Adam's second moment"
+	case !finite32(w):
+		return "the weights"
+	}
+	return "the EMA weights"
 }
 
 // RNGState returns the dropout generator's state for a checkpoint.

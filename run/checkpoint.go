@@ -1,6 +1,7 @@
 package run
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -8,39 +9,40 @@ import (
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
 )
 
-// checkpoint is a run's newest intact checkpoint, opened.
+// checkpoint is a run's newest intact checkpoint, opened for training.
 type checkpoint struct {
-	Path     string
-	Trainer  *compute.Trainer
-	State    compute.State
-	Meta     Meta
-	Warnings []string // damaged newer checkpoints that were passed over
+	compute.Loaded
+	Meta Meta
 }
 
-// openCheckpoint opens the newest intact checkpoint of the run in dir: for training
-// everything, else only what sampling reads.
-func openCheckpoint(dir string, training bool) (*checkpoint, error) {
+// openCheckpoint opens the newest intact checkpoint of the run in dir for training.
+func openCheckpoint(dir string) (*checkpoint, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("run %s: %w", dir, err)
 	}
-	path := compute.LatestCheckpoint(dir)
-	if path == "" {
-		return nil, fmt.Errorf("run %s has no checkpoint yet (train first, or import weights)", dir)
-	}
-	tr, st, err := compute.LoadCheckpoint(path)
+	l, err := compute.LoadLatest(dir)
 	if err != nil {
+		return nil, noCheckpoint(dir, err)
+	}
+	m, err := readMeta(l.State, l.Dir)
+	if err != nil {
+		l.Trainer.Close()
 		return nil, err
 	}
-	m, err := readMeta(st, path)
-	if err != nil {
-		tr.Close()
-		return nil, err
+	return &checkpoint{Loaded: l, Meta: m}, nil
+}
+
+// noCheckpoint says in words that a run has nothing to load.
+func noCheckpoint(dir string, err error) error {
+	if errors.Is(err, compute.ErrNoCheckpoint) {
+		return fmt.Errorf("run %s has no checkpoint yet (train first, or import weights)", dir)
 	}
-	return &checkpoint{Path: path, Trainer: tr, State: st, Meta: m}, nil
+	return err
 }
 
 // Model is a run's network opened for sampling: the EMA or the raw weights of its
-// newest intact checkpoint, and its schedule.
+// newest intact checkpoint (read without the optimizer's state, which sampling does not
+// need), and its schedule.
 type Model struct {
 	Dir        string
 	Checkpoint string
@@ -49,36 +51,34 @@ type Model struct {
 	Net        *compute.UNet
 	Meta       Meta
 	Sched      *diffusion.Schedule
-	Warnings   []string
-	trainer    *compute.Trainer
+	Warnings   []string // damaged newer checkpoints that were passed over
 }
 
 // OpenModel opens the run in dir for sampling with the EMA (ema) or the raw weights.
 func OpenModel(dir string, ema bool) (*Model, error) {
-	ck, err := openCheckpoint(dir, false)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("run %s: %w", dir, err)
+	}
+	l, err := compute.LoadLatestForSampling(dir, ema)
 	if err != nil {
+		return nil, noCheckpoint(dir, err)
+	}
+	meta, err := readMeta(l.State, l.Dir)
+	if err != nil {
+		l.Net.Close()
 		return nil, err
 	}
-	sched, err := diffusion.NewSchedule(ck.Meta.Schedule, ck.Meta.T)
+	sched, err := diffusion.NewSchedule(meta.Schedule, meta.T)
 	if err != nil {
-		ck.Trainer.Close()
-		return nil, fmt.Errorf("checkpoint %s: %w", ck.Path, err)
+		l.Net.Close()
+		return nil, fmt.Errorf("checkpoint %s: %w", l.Dir, err)
 	}
-	m := &Model{Dir: dir, Checkpoint: ck.Path, Step: ck.State.Step, EMA: ema, Meta: ck.Meta, Sched: sched,
-		Warnings: ck.Warnings, trainer: ck.Trainer, Net: ck.Trainer.Net}
-	if ema {
-		m.Net = ck.Trainer.EMANet()
-	}
-	return m, nil
+	return &Model{Dir: dir, Checkpoint: l.Dir, Step: l.State.Step, EMA: ema, Net: l.Net, Meta: meta, Sched: sched,
+		Warnings: l.Warnings}, nil
 }
 
 // Close releases the network.
-func (m *Model) Close() {
-	if m.Net != m.trainer.Net {
-		m.Net.Close()
-	}
-	m.trainer.Close()
-}
+func (m *Model) Close() { m.Net.Close() }
 
 // Shape is the shape of n images of the model.
 func (m *Model) Shape(n int) diffusion.Shape {

@@ -211,13 +211,10 @@ type Info struct {
 	Updated time.Time
 }
 
-// Describe reads the run in dir; ok is false if it has no readable checkpoint.
+// Describe reads the run in dir (the state of its newest intact checkpoint); ok is false
+// if it has none.
 func Describe(dir string) (Info, bool) {
-	ckpt := compute.LatestCheckpoint(dir)
-	if ckpt == "" {
-		return Info{}, false
-	}
-	st, err := compute.ReadState(ckpt)
+	ckpt, st, err := compute.LatestState(dir)
 	if err != nil {
 		return Info{}, false
 	}

@@ -41,17 +41,18 @@ type Session struct {
 	Notes    []string // changes applied on resume
 	Warnings []string // files the dataset skipped, damaged checkpoints passed over
 
-	lock     *Lock
-	created  bool  // Open made the run directory
-	saved    int64 // step of the newest checkpoint, -1 if none
-	pcg      *rand.PCG
-	rng      *rand.Rand
-	metrics  *os.File
-	shape    diffusion.Shape
-	x0       []float32
-	idx      []int
-	flip     []bool
-	lastCkpt time.Time
+	lock      *Lock
+	created   bool   // Open made the run directory
+	saved     int64  // step of the newest checkpoint, -1 if none
+	savedPath string // its directory
+	pcg       *rand.PCG
+	rng       *rand.Rand
+	metrics   *os.File
+	shape     diffusion.Shape
+	x0        []float32
+	idx       []int
+	flip      []bool
+	lastCkpt  time.Time
 
 	ctl      chan bool // true: pause, false: resume
 	stopOnce sync.Once
@@ -183,12 +184,12 @@ func (s *Session) start(ctx context.Context, opts Options) error {
 
 // resume opens the newest intact checkpoint and reconciles opts with it.
 func (s *Session) resume(ctx context.Context, opts Options) error {
-	ck, err := openCheckpoint(s.Dir, true)
+	ck, err := openCheckpoint(s.Dir)
 	if err != nil {
 		return err
 	}
 	s.Warnings = append(s.Warnings, ck.Warnings...)
-	s.Trainer, s.Meta, s.Resumed, s.saved = ck.Trainer, ck.Meta, true, ck.State.Step
+	s.Trainer, s.Meta, s.Resumed, s.saved, s.savedPath = ck.Trainer, ck.Meta, true, ck.State.Step, ck.Dir
 	if err := s.reconcile(opts, ck.State); err != nil {
 		return err
 	}
@@ -481,7 +482,7 @@ func (s *Session) Run(ctx context.Context, onEvent func(Event)) (res Result, err
 		}
 		emit(Event{Kind: EventStep, Stats: st, StepSeconds: dt.Seconds()})
 		if s.dueCheckpoint() {
-			path, err := s.save()
+			path, err := s.save(emit)
 			if err != nil {
 				return res, err
 			}
@@ -502,13 +503,13 @@ func (s *Session) Run(ctx context.Context, onEvent func(Event)) (res Result, err
 	res.Finished = s.Trainer.Step >= s.Opts.Steps
 	res.Stopped = !res.Finished && stepErr == nil
 	if s.Trainer.Step > s.saved && s.Trainer.Step > 0 {
-		path, err := s.save()
+		path, err := s.save(emit)
 		if err != nil {
 			return res, errors.Join(stepErr, err)
 		}
 		emit(Event{Kind: EventCheckpoint, Path: path})
 	}
-	res.Checkpoint = compute.LatestCheckpoint(s.Dir)
+	res.Checkpoint = s.savedPath
 	if stepErr != nil {
 		kept := res.Checkpoint
 		if kept == "" {
@@ -595,8 +596,9 @@ func (s *Session) dueCheckpoint() bool {
 	return m > 0 && time.Since(s.lastCkpt).Minutes() >= m
 }
 
-// save writes a checkpoint of the current step.
-func (s *Session) save() (string, error) {
+// save writes a checkpoint of the current step; what the user should know about it
+// (an older checkpoint moved aside or deleted for room) is emitted as warnings.
+func (s *Session) save(emit func(Event)) (string, error) {
 	state, err := s.pcg.MarshalBinary()
 	if err != nil {
 		return "", err
@@ -606,11 +608,14 @@ func (s *Session) save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path, err := compute.SaveCheckpoint(s.Dir, s.Trainer, extra)
+	path, warnings, err := compute.SaveCheckpoint(s.Dir, s.Trainer, extra)
+	for _, w := range warnings {
+		emit(Event{Kind: EventWarning, Message: w})
+	}
 	if err != nil {
 		return "", err
 	}
-	s.lastCkpt, s.saved = time.Now(), s.Trainer.Step
+	s.lastCkpt, s.saved, s.savedPath = time.Now(), s.Trainer.Step, path
 	return path, nil
 }
 
@@ -663,7 +668,7 @@ func (s *Session) Close() {
 	if s.Trainer != nil {
 		s.Trainer.Close()
 	}
-	if s.created && compute.LatestCheckpoint(s.Dir) == "" {
+	if s.created && s.savedPath == "" {
 		os.Remove(filepath.Join(s.Dir, MetricsFile))
 		os.Remove(filepath.Join(s.Dir, lockFile))
 		os.Remove(s.Dir) // only if empty
