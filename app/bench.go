@@ -11,6 +11,7 @@ import (
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/compute/ops"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
+	"github.com/ddpm-studio/ddpm-studio/run"
 )
 
 // benchCmd is `ddpm-studio bench`.
@@ -45,7 +46,7 @@ func (c *benchCmd) Run(e *env) error {
 	if c.Batch < 1 || c.Steps < 1 || c.Warmup < 0 {
 		return fmt.Errorf("--batch and --steps must be positive, --warmup not negative")
 	}
-	net, err := compute.NewUNet(cfg, 0)
+	net, err := run.NewNet(cfg, 0, c.Batch)
 	if err != nil {
 		return err
 	}

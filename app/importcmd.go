@@ -36,7 +36,7 @@ func (c *importCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	net, err := compute.NewUNet(cfg, 0)
+	net, err := run.NewNet(cfg, 0, 0)
 	if err != nil {
 		return err
 	}

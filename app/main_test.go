@@ -94,7 +94,7 @@ func TestNoDisplay(t *testing.T) {
 }
 
 func TestModelCounts(t *testing.T) {
-	for preset, want := range map[string]int{"mnist": 1623169, "cifar10": 35746307} {
+	for preset, want := range map[string]int64{"mnist": 1623169, "cifar10": 35746307} {
 		var res modelResult
 		mustRun(t, &res, "model", "--preset", preset)
 		if res.Params != want {

@@ -16,13 +16,13 @@ type modelCmd struct {
 
 type modelResult struct {
 	Config compute.Config `json:"config"`
-	Params int            `json:"params"`
+	Params int64          `json:"params"`
 	Layers []modelLayer   `json:"layers"`
 }
 
 type modelLayer struct {
 	Name   string `json:"name"`
-	Params int    `json:"params"`
+	Params int64  `json:"params"`
 }
 
 // Run summarises.
@@ -31,16 +31,16 @@ func (c *modelCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	net, err := compute.NewUNet(cfg, 0)
+	params, err := compute.ParamShapes(cfg) // names and shapes only: any model can be described
 	if err != nil {
 		return err
 	}
-	res := modelResult{Config: cfg, Params: net.NumParams()}
+	res := modelResult{Config: cfg}
 	e.say("%s: %s", c.Preset, cfg)
 	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
 	// One row per layer (the name without .weight/.bias), in the order the forward pass uses them.
 	idx := map[string]int{}
-	for _, p := range net.Params {
+	for _, p := range params {
 		layer := p.Name[:strings.LastIndex(p.Name, ".")]
 		i, ok := idx[layer]
 		if !ok {
@@ -48,9 +48,10 @@ func (c *modelCmd) Run(e *env) error {
 			idx[layer] = i
 			res.Layers = append(res.Layers, modelLayer{Name: layer})
 		}
-		res.Layers[i].Params += len(p.Data)
+		res.Layers[i].Params += p.Size()
+		res.Params += p.Size()
 		if c.Params {
-			fmt.Fprintf(tw, "  %s\t%v\t%d\n", p.Name, p.Shape, len(p.Data))
+			fmt.Fprintf(tw, "  %s\t%v\t%d\n", p.Name, p.Shape, p.Size())
 		}
 	}
 	if !c.Params {
@@ -59,6 +60,6 @@ func (c *modelCmd) Run(e *env) error {
 		}
 	}
 	tw.Flush()
-	e.say("%d parameters in %d tensors", res.Params, len(net.Params))
+	e.say("%d parameters in %d tensors", res.Params, len(params))
 	return e.result(res)
 }

@@ -45,12 +45,21 @@ func TestFlagsChecked(t *testing.T) {
 		{train("--batch", "1000000000"), "--batch 1000000000"},
 		{train("--dropout", "Inf"), "--dropout +Inf"},
 		{[]string{"model", "--preset", "tiny", "--ch-mult", "1,0"}, "--ch-mult 1,0"},
+		{[]string{"bench", "--preset", "mnist", "--ch-mult", "1,2,1000"}, "parameters and training it needs"},
+		{[]string{"bench", "--preset", "tiny", "--batch", "1000000000", "--steps", "1"}, "use --batch"},
+		{[]string{"import", "--weights", data + "/a.png", "--preset", "mnist", "--ch-mult", "1,2,1000", "--run", filepath.Join(t.TempDir(), "i")}, "parameters and training it needs"},
 	} {
 		code, _, errOut := cmd(t, c.args...)
 		oneLine(t, strings.Join(c.args, " "), code, errOut, c.want)
 	}
 	if _, err := os.Stat(runDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("refused runs left a folder: %v", err)
+	}
+	// A model of billions of parameters is described, not built.
+	var m modelResult
+	mustRun(t, &m, "model", "--preset", "mnist", "--ch-mult", "1,2,1000")
+	if m.Params < 1e9 {
+		t.Errorf("model --ch-mult 1,2,1000: %d parameters", m.Params)
 	}
 	// A sampling that needs more memory than any machine has is refused before it starts.
 	mustRun(t, new(trainResult), tinyTrain(data, runDir, "1")...)

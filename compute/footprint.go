@@ -5,19 +5,35 @@ import (
 	"math"
 )
 
-// ParamCount is the number of scalar parameters of a model of cfg, counted from the
-// shapes alone: nothing is allocated, so it is safe on configurations too big to build.
-func ParamCount(cfg Config) (int64, error) {
+// ParamShapes declares the parameters of cfg, in order, with their names and shapes but
+// no values (Data is nil): nothing is allocated, so it is safe on configurations too big
+// to build.
+func ParamShapes(cfg Config) ([]*Param, error) {
 	if err := cfg.Validate(); err != nil {
-		return 0, fmt.Errorf("model config: %w", err)
+		return nil, fmt.Errorf("model config: %w", err)
+	}
+	return paramShapes(cfg), nil
+}
+
+// Size is the number of values of a parameter of this shape.
+func (p *Param) Size() int64 {
+	n := int64(1)
+	for _, d := range p.Shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// ParamCount is the number of scalar parameters of a model of cfg, counted from the
+// shapes alone (see ParamShapes).
+func ParamCount(cfg Config) (int64, error) {
+	ps, err := ParamShapes(cfg)
+	if err != nil {
+		return 0, err
 	}
 	var n int64
-	for _, p := range paramShapes(cfg) {
-		size := int64(1)
-		for _, d := range p.Shape {
-			size *= int64(d)
-		}
-		n += size
+	for _, p := range ps {
+		n += p.Size()
 	}
 	return n, nil
 }

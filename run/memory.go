@@ -89,3 +89,23 @@ func checkSampleMemory(net *compute.UNet, n int) error {
 // CheckEval refuses to run the network on n images at once (as the denoise command does)
 // when that would not fit in memory.
 func CheckEval(net *compute.UNet, n int) error { return checkSampleMemory(net, n) }
+
+// NewNet builds a model of cfg from seed once it is known to fit: its parameters with
+// the optimizer's state, and, for batch > 0, a training step at that batch. Commands
+// that build a model (bench, import) use it, so a model or a batch too big for the
+// machine is refused in words instead of ending the program.
+func NewNet(cfg compute.Config, seed uint64, batch int) (*compute.UNet, error) {
+	if err := checkParamMemory(cfg); err != nil {
+		return nil, err
+	}
+	net, err := compute.NewUNet(cfg, seed)
+	if err != nil {
+		return nil, err
+	}
+	if batch > 0 {
+		if err := checkTrainMemory(net, batch); err != nil {
+			return nil, err
+		}
+	}
+	return net, nil
+}

@@ -148,14 +148,8 @@ func (s *Session) start(ctx context.Context, opts Options) error {
 	}
 	// Whether the model and the batch fit is checked before a long load of the data;
 	// the channels may still change with the data, which changes little.
-	if err := checkParamMemory(cfg); err != nil {
-		return err
-	}
-	net, err := compute.NewUNet(cfg, opts.Seed)
+	net, err := NewNet(cfg, opts.Seed, opts.Batch)
 	if err != nil {
-		return err
-	}
-	if err := checkTrainMemory(net, opts.Batch); err != nil {
 		return err
 	}
 	channels := 0 // gray or RGB, chosen from the data
