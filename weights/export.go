@@ -380,4 +380,3 @@ func (v f32view) Shape() []uint64 {
 }
 func (v f32view) DataLen() uint64 { return uint64(4 * len(v.data)) }
 func (v f32view) Data() []byte    { return f32Bytes(v.data) }
-

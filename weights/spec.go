@@ -106,7 +106,7 @@ func numParams(cfg compute.Config) int64 {
 const maxParams = 1 << 30
 
 var (
-	downKey = regexp.MustCompile(`^down\.(\d+)\.`)
+	downKey  = regexp.MustCompile(`^down\.(\d+)\.`)
 	blockKey = regexp.MustCompile(`^down\.0\.block\.(\d+)\.`)
 	attnKey  = regexp.MustCompile(`^down\.(\d+)\.attn\.0\.`)
 )
