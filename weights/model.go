@@ -173,38 +173,49 @@ func openFile(path string) (*source, error) {
 		f.Close()
 		return nil, errors.New("is a folder")
 	}
-	size := fi.Size()
+	src, err := openReader(f, fi.Size())
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	src.closer = f
+	return src, nil
+}
+
+// openReader reads the table of tensors of a checkpoint or safetensors file of size bytes.
+func openReader(r io.ReaderAt, size int64) (*source, error) {
 	head := make([]byte, 512)
-	n, _ := f.ReadAt(head, 0)
+	n, _ := r.ReadAt(head, 0)
 	head = head[:n]
-	src := &source{closer: f}
+	src := &source{}
 	var pts []pathTensor
+	var err error
 	switch {
 	case len(head) >= 4 && string(head[:4]) == "PK\x03\x04":
 		src.format = "PyTorch checkpoint"
-		pts, err = readTorchZip(f, size)
+		pts, err = readTorchZip(r, size)
 	case isLegacyTorch(head):
 		src.format = "PyTorch checkpoint (legacy format)"
-		pts, err = readTorchLegacy(f, size)
+		pts, err = readTorchLegacy(r, size)
 	case isTar(head):
 		err = errors.New("a PyTorch checkpoint in the tar format of torch < 0.4, which DDPM Studio does not read: load it in Python and save it again with torch.save")
 	case isSafetensors(head, size):
-		f.Close()
-		src.closer = nil
 		src.format = "safetensors file"
-		src.tensors, src.meta, err = readSafetensors(path, size)
+		src.tensors, src.meta, err = readSafetensors(r, size)
 	case len(head) == 0:
 		err = errors.New("the file is empty")
 	default:
 		err = fmt.Errorf("not a PyTorch checkpoint, safetensors file or diffusers folder (it starts with %q)", printable(head[:min(len(head), 8)]))
 	}
 	if err != nil {
-		src.close()
 		return nil, err
 	}
 	if pts != nil {
 		src.pending = map[string]*tensorMeta{}
 		for _, pt := range pts {
+			if _, dup := src.pending[pt.path]; dup {
+				continue
+			}
 			src.tensors = append(src.tensors, namedTensor{name: pt.path})
 			src.pending[pt.path] = pt.meta
 		}
@@ -243,12 +254,12 @@ func isSafetensors(head []byte, size int64) bool {
 // maxFileBytes bounds the safetensors files read into memory.
 const maxFileBytes = 4*maxParams + 256<<20
 
-func readSafetensors(path string, size int64) ([]namedTensor, map[string]string, error) {
+func readSafetensors(r io.ReaderAt, size int64) ([]namedTensor, map[string]string, error) {
 	if size > maxFileBytes {
 		return nil, nil, fmt.Errorf("%d bytes: larger than any U-Net DDPM Studio reads", size)
 	}
-	buf, err := os.ReadFile(path)
-	if err != nil {
+	buf := make([]byte, size)
+	if n, err := r.ReadAt(buf, 0); n < len(buf) {
 		return nil, nil, err
 	}
 	n, md, err := safetensors.ReadMetadata(buf)

@@ -103,6 +103,11 @@ var storageTypes = map[string]dtype{
 // maxGlobalLine bounds the module and name lines of GLOBAL.
 const maxGlobalLine = 256
 
+// maxOps bounds the opcodes one pickle may run. Each builds at most one
+// object, so this bounds the memory a pickle can make the reader allocate
+// beyond its own bytes (a state dict of the 256×256 model runs about 15,000).
+const maxOps = 1 << 20
+
 // unpickler reads one pickle from buf at pos.
 type unpickler struct {
 	buf   []byte
@@ -110,6 +115,7 @@ type unpickler struct {
 	stack []any
 	marks [][]any
 	memo  map[uint32]any
+	ops   int
 	// persistent resolves a persistent id (BINPERSID); nil refuses them.
 	persistent func(pid pyTuple) (any, error)
 }
@@ -165,10 +171,13 @@ func (u *unpickler) load() (any, error) {
 	if u.memo == nil {
 		u.memo = map[uint32]any{}
 	}
-	u.stack, u.marks = u.stack[:0], u.marks[:0]
+	u.stack, u.marks, u.ops = u.stack[:0], u.marks[:0], 0
 	for {
 		if u.pos >= len(u.buf) {
 			return nil, fmt.Errorf("pickle ends at byte %d before its STOP opcode (truncated?)", u.pos)
+		}
+		if u.ops++; u.ops > maxOps {
+			return nil, fmt.Errorf("pickle runs more than %d opcodes (a state dict runs thousands)", maxOps)
 		}
 		op := u.buf[u.pos]
 		u.pos++

@@ -21,7 +21,7 @@ import (
 // element count and its bytes).
 
 // maxPickle bounds the pickle part of a checkpoint (a state dict's is tens of KiB).
-const maxPickle = 64 << 20
+const maxPickle = 16 << 20
 
 // legacyMagic is the start of a legacy checkpoint: PROTO 2, then LONG1 of 10
 // bytes holding torch's magic number 0x1950a86a20f9469cfc6c.
@@ -317,30 +317,25 @@ func readTorchLegacy(ra io.ReaderAt, size int64) ([]pathTensor, error) {
 	return collectTensors(obj)
 }
 
-// Bounds on how collectTensors looks into nested dicts, lists and tuples: a
-// pickle can make a dict that holds itself, or tuples that repeat one list.
+// Bounds on how collectTensors looks into nested dicts, lists and tuples.
 const (
-	maxDepth  = 12
-	maxVisits = 1 << 22
+	maxDepth     = 12
+	maxPathBytes = 64 << 20 // the key paths made, in all
 )
 
 // collectTensors lists the tensors of a loaded pickle with their key paths.
-// Each dict and list is entered once.
+// Each dict, list and tuple is entered once (a pickle can make a dict that
+// holds itself, or tuples that repeat one tuple, through its memo).
 func collectTensors(obj any) ([]pathTensor, error) {
 	var out []pathTensor
-	visits := 0
+	pathBytes := 0
 	seen := map[any]bool{}
+	type tupleID struct {
+		first *any
+		n     int
+	}
 	var walk func(v any, path string, depth int) error
 	walk = func(v any, path string, depth int) error {
-		if visits++; visits > maxVisits {
-			return fmt.Errorf("the pickle's objects are nested more than %d times (not a state dict)", maxVisits)
-		}
-		join := func(k string) string {
-			if path == "" {
-				return k
-			}
-			return path + "." + k
-		}
 		var keys []string
 		var vals []any
 		switch v := v.(type) {
@@ -353,12 +348,13 @@ func collectTensors(obj any) ([]pathTensor, error) {
 			}
 			seen[v] = true
 			vals = v.vals
-			for _, k := range v.keys {
+			keys = make([]string, len(v.keys))
+			for i, k := range v.keys {
 				switch k := k.(type) {
 				case string:
-					keys = append(keys, k)
+					keys[i] = k
 				case int64:
-					keys = append(keys, strconv.FormatInt(k, 10))
+					keys[i] = strconv.FormatInt(k, 10)
 				}
 			}
 		case *pyList:
@@ -368,6 +364,14 @@ func collectTensors(obj any) ([]pathTensor, error) {
 			seen[v] = true
 			vals = v.items
 		case pyTuple:
+			if len(v) == 0 {
+				return nil
+			}
+			id := tupleID{&v[0], len(v)}
+			if seen[id] {
+				return nil
+			}
+			seen[id] = true
 			vals = v
 		default:
 			return nil
@@ -376,11 +380,23 @@ func collectTensors(obj any) ([]pathTensor, error) {
 			return nil
 		}
 		for i, x := range vals {
+			switch x.(type) {
+			case *tensorMeta, *pyDict, *pyList, pyTuple:
+			default:
+				continue // no path for what holds no tensor
+			}
 			k := strconv.Itoa(i)
 			if keys != nil {
 				k = keys[i]
 			}
-			if err := walk(x, join(k), depth+1); err != nil {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if pathBytes += len(p); pathBytes > maxPathBytes {
+				return fmt.Errorf("the pickle's keys are longer than %d bytes in all (not a state dict)", maxPathBytes)
+			}
+			if err := walk(x, p, depth+1); err != nil {
 				return err
 			}
 		}

@@ -20,7 +20,7 @@ Run several commands in one process (one torch start), each a list of the argume
     python3 bench/torchref/diffusers_ref.py many JOBS.json
 
 Print the tensor names and shapes a config gives, one "name shape" per line, sorted:
-    python3 bench/torchref/diffusers_ref.py names --unet-config CONFIG.json [--attn-names old]
+    python3 bench/torchref/diffusers_ref.py names --unet-config CONFIG.json [--attn-names old] [--out FILE]
 """
 import argparse
 import json
@@ -114,6 +114,7 @@ def main(argv=None):
     nm = sub.add_parser("names")
     nm.add_argument("--unet-config", required=True)
     nm.add_argument("--attn-names", default="new", choices=["new", "old"])
+    nm.add_argument("--out", help="write the list here instead of to standard output")
     many = sub.add_parser("many")
     many.add_argument("jobs")
     for p in (mk, ev):
@@ -138,8 +139,12 @@ def main(argv=None):
         sd = UNet2DModel(json.load(open(args.unet_config))).state_dict()
         if args.attn_names == "old":
             sd = to_old_names(sd)
-        for k in sorted(sd):
-            print(k, "[" + ",".join(str(d) for d in sd[k].shape) + "]")
+        lines = "".join(k + " [" + ",".join(str(d) for d in sd[k].shape) + "]\n" for k in sorted(sd))
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(lines)
+        else:
+            sys.stdout.write(lines)
 
 
 if __name__ == "__main__":
