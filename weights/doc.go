@@ -21,11 +21,14 @@
 //     pickle declares (TestGopickleUnsafe shows the panics). Nothing is ever
 //     called: the allow-listed names are interpreted, not run.
 //   - Untrusted input is bounded before anything is allocated: the pickle part
-//     to 64 MiB, each tensor to lie inside its storage and each storage inside
-//     its record or the file, shapes to 2^31 per dimension, the model to 2^30
-//     parameters; tensor data is read only for the parameters of the model that
-//     the shapes describe, straight into the float32 slices. Stored zip records
-//     read whole are checked against their CRC-32.
+//     to 16 MiB and 2^20 opcodes, each tensor to lie inside its storage and each
+//     storage inside its record and the record inside the file (compressed
+//     records, which torch never writes, are refused, so no zip bomb can
+//     expand), shapes to 2^31 per dimension, the model to 2^30 parameters and
+//     its float32 copy to twice the file (tensors that share a storage cannot
+//     claim more). Tensor data is read only for the parameters of the model the
+//     shapes describe, straight into the float32 slices; a zip record read
+//     whole is checked against its CRC-32.
 //   - The architecture comes from a diffusers config.json when there is one
 //     (checked against every tensor's shape), else from the tensor shapes (ch
 //     from conv_in, ch_mult from each level's first convolution, the blocks and

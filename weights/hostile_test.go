@@ -214,9 +214,10 @@ func TestHostileTorchZip(t *testing.T) {
 		// data.pkl declared as 1 TiB, and a storage record declared as 1 TiB that holds 16 bytes.
 		mustFail(t, "1 TiB data.pkl", makeZip(t, zipEntry{name: "a/data.pkl", data: []byte{0x80, 2, '}', '.'}, size: 1 << 40}), "more than")
 		ok := pickleOf("FloatStorage", "0", 1<<30, 0, []int{32, 3, 3, 3}, []int{27, 9, 3, 1})
-		mustFail(t, "1 TiB storage record", makeZip(t, zipEntry{name: "a/data.pkl", data: ok}, zipEntry{name: "a/data/0", data: make([]byte, 16), size: 1 << 40}))
-		// A deflated storage record whose real content is far shorter than its tensor.
-		mustFail(t, "short deflated record", makeZip(t, zipEntry{name: "a/data.pkl", data: ok}, zipEntry{name: "a/data/0", data: make([]byte, 1000), method: zip.Deflate}))
+		mustFail(t, "1 TiB storage record", makeZip(t, zipEntry{name: "a/data.pkl", data: ok}, zipEntry{name: "a/data/0", data: make([]byte, 16), size: 1 << 40}), "past the end")
+		// A deflated storage record (torch never compresses; a bomb would).
+		small := pickleOf("FloatStorage", "0", 250, 0, []int{250}, []int{1})
+		mustFail(t, "deflated record", makeZip(t, zipEntry{name: "a/data.pkl", data: small}, zipEntry{name: "a/data/0", data: make([]byte, 1000), method: zip.Deflate}), "compressed")
 	})
 }
 
@@ -288,6 +289,58 @@ func TestShapeMismatchNamesTensor(t *testing.T) {
 		}
 		return makeZip(t, entries...)
 	}(), "temb.dense.0.weight holds int32 values")
+}
+
+// TestSharedStorage: tensors that all view one storage cannot make the reader
+// allocate more than the file holds.
+func TestSharedStorage(t *testing.T) {
+	ps := spec(preset(t, "tiny"))
+	largest := 0
+	for _, p := range ps {
+		n := 1
+		for _, d := range p.shape {
+			n *= d
+		}
+		largest = max(largest, n)
+	}
+	var p []byte
+	str := func(s string) {
+		p = append(p, 'X')
+		p = binary.LittleEndian.AppendUint32(p, uint32(len(s)))
+		p = append(p, s...)
+	}
+	tuple := func(xs []int) {
+		p = append(p, '(')
+		for _, x := range xs {
+			p = append(p, 'J')
+			p = binary.LittleEndian.AppendUint32(p, uint32(x))
+		}
+		p = append(p, 't')
+	}
+	p = append(p, 0x80, 2, '}', '(')
+	for _, q := range ps {
+		str(q.name)
+		p = append(p, "ctorch._utils\n_rebuild_tensor_v2\n(("...)
+		str("storage")
+		p = append(p, "ctorch\nFloatStorage\n"...)
+		str("0")
+		str("cpu")
+		p = append(p, 'J')
+		p = binary.LittleEndian.AppendUint32(p, uint32(largest))
+		p = append(p, 't', 'Q', 'K', 0)
+		tuple(q.shape)
+		stride := make([]int, len(q.shape))
+		s := 1
+		for k := len(q.shape) - 1; k >= 0; k-- {
+			stride[k] = s
+			s *= q.shape[k]
+		}
+		tuple(stride)
+		p = append(p, 0x89, '}', 't', 'R')
+	}
+	p = append(p, 'u', '.')
+	mustFail(t, "one storage for every tensor", makeZip(t, zipEntry{name: "a/data.pkl", data: p}, zipEntry{name: "a/data/0", data: make([]byte, 4*largest)}),
+		"storages shared")
 }
 
 // legacyFile is a checkpoint torch 1.13 wrote with _use_new_zipfile_serialization=False

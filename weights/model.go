@@ -146,6 +146,7 @@ func FromUNet(u *compute.UNet, data [][]float32, s Schedule, ema EMA) (*Model, e
 // source is the tensors of one file, not read yet.
 type source struct {
 	format  string
+	size    int64         // bytes of the file
 	tensors []namedTensor // in file order
 	meta    map[string]string
 	closer  io.Closer
@@ -187,7 +188,7 @@ func openReader(r io.ReaderAt, size int64) (*source, error) {
 	head := make([]byte, 512)
 	n, _ := r.ReadAt(head, 0)
 	head = head[:n]
-	src := &source{}
+	src := &source{size: size}
 	var pts []pathTensor
 	var err error
 	switch {
@@ -555,7 +556,12 @@ func build(src *source, path string, folder *folderInfo, opt Options) (*Model, e
 			}
 		}
 	}
-	// The data.
+	// The data. Each tensor has storage of its own in a real checkpoint, so the
+	// float32 copies take at most twice the file (from float16); more means
+	// tensors that share storage to claim more memory than the file holds.
+	if need := 4 * numParams(cfg); need > 2*src.size+1<<20 {
+		return nil, fmt.Errorf("the tensors need %d bytes as float32 but the file has only %d (storages shared between tensors?)", need, src.size)
+	}
 	m.Tensors = make(map[string][]float32, len(entries))
 	for _, p := range spec(cfg) {
 		e := entries[p.name]

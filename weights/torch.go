@@ -102,6 +102,14 @@ func readTorchZip(ra io.ReaderAt, size int64) ([]pathTensor, error) {
 			return nil, fmt.Errorf("record %s holds %d bytes; its storage of %d %s values needs %d",
 				rec.Name, rec.UncompressedSize64, numel, dt, need)
 		}
+		// torch.save stores records uncompressed; then their bytes must lie in the file.
+		if rec.Method != zip.Store {
+			return nil, fmt.Errorf("record %s is compressed, which torch.save never does (re-zipped? unzip it and save it again with torch.save)", rec.Name)
+		}
+		if start, err := rec.DataOffset(); err != nil || start < 0 || rec.CompressedSize64 != rec.UncompressedSize64 ||
+			uint64(start)+rec.CompressedSize64 > uint64(size) {
+			return nil, fmt.Errorf("record %s runs past the end of the file (truncated?)", rec.Name)
+		}
 		s := &storageRef{dtype: dt, key: key, location: loc, numel: numel}
 		s.read = func(off int64, dst []byte) error { return readZipRange(ra, size, rec, off, dst) }
 		storages[key] = s
@@ -154,39 +162,21 @@ func readRecord(f *zip.File, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// readZipRange reads len(dst) bytes of a record from byte off on. Stored
-// records (torch writes them so) are read in place; a read of the whole record
-// is checked against its CRC-32.
+// readZipRange reads len(dst) bytes of a stored record from byte off on; a
+// read of the whole record is checked against its CRC-32.
 func readZipRange(ra io.ReaderAt, size int64, rec *zip.File, off int64, dst []byte) error {
 	if off < 0 || uint64(off)+uint64(len(dst)) > rec.UncompressedSize64 {
 		return fmt.Errorf("bytes %d..%d lie outside record %s (%d bytes)", off, off+int64(len(dst)), rec.Name, rec.UncompressedSize64)
 	}
-	if rec.Method == zip.Store {
-		start, err := rec.DataOffset()
-		if err != nil {
-			return fmt.Errorf("record %s: %w", rec.Name, err)
-		}
-		if rec.CompressedSize64 != rec.UncompressedSize64 || start < 0 || uint64(start)+rec.CompressedSize64 > uint64(size) {
-			return fmt.Errorf("record %s runs past the end of the file (truncated?)", rec.Name)
-		}
-		if n, err := ra.ReadAt(dst, start+off); n < len(dst) {
-			return fmt.Errorf("record %s (truncated?): %w", rec.Name, err)
-		}
-		if off == 0 && uint64(len(dst)) == rec.UncompressedSize64 && crc32.ChecksumIEEE(dst) != rec.CRC32 {
-			return fmt.Errorf("record %s is damaged (its CRC-32 does not match)", rec.Name)
-		}
-		return nil
-	}
-	rc, err := rec.Open()
+	start, err := rec.DataOffset()
 	if err != nil {
 		return fmt.Errorf("record %s: %w", rec.Name, err)
 	}
-	defer rc.Close()
-	if _, err := io.CopyN(io.Discard, rc, off); err != nil {
-		return fmt.Errorf("record %s (truncated or damaged?): %w", rec.Name, err)
+	if n, err := ra.ReadAt(dst, start+off); n < len(dst) {
+		return fmt.Errorf("record %s (truncated?): %w", rec.Name, err)
 	}
-	if _, err := io.ReadFull(rc, dst); err != nil {
-		return fmt.Errorf("record %s (truncated or damaged?): %w", rec.Name, err)
+	if off == 0 && uint64(len(dst)) == rec.UncompressedSize64 && crc32.ChecksumIEEE(dst) != rec.CRC32 {
+		return fmt.Errorf("record %s is damaged (its CRC-32 does not match)", rec.Name)
 	}
 	return nil
 }
