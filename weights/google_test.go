@@ -241,6 +241,9 @@ func TestGoogleStandIns(t *testing.T) {
 				if got := m.Describe(); got != want {
 					t.Errorf("Describe() = %q\nwant         %q", got, want)
 				}
+				if p := preset(t, g.preset); m.Config.Dropout != p.Dropout {
+					t.Errorf("dropout %g, want the preset's %g (the published config has none)", m.Config.Dropout, p.Dropout)
+				}
 				if m.Schedule.Variance != g.variant || !m.Schedule.Known || len(m.Warnings) != 0 {
 					t.Errorf("schedule %+v, warnings %q", m.Schedule, m.Warnings)
 				}

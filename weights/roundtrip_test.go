@@ -79,6 +79,28 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("warnings %q", got.Warnings)
 			}
 			t.Log(got.Describe())
+			// The weights file alone: inside its unet folder it takes the folder's config;
+			// elsewhere the architecture is read from the diffusers names and shapes.
+			wfile := filepath.Join(folder, "unet", weightsBase+".safetensors")
+			for _, p := range []string{wfile, filepath.Join(dir, "alone.safetensors")} {
+				if p != wfile {
+					b, err := os.ReadFile(wfile)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(p, b, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				alone, err := Open(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameTensors(t, p, m.Tensors, alone.Tensors)
+				if alone.Config.String() != cfg.String() {
+					t.Errorf("%s: config %v, want %v", p, alone.Config, cfg)
+				}
+			}
 
 			ckpt := filepath.Join(dir, "model.ckpt")
 			if err := WriteTorch(ckpt, m); err != nil {
