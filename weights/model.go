@@ -376,11 +376,14 @@ func choose(sets []*weightSet, opt Options) (*weightSet, string, []string) {
 		return fmt.Sprintf("%q", strings.TrimRight(s.prefix, "._"))
 	}
 	if pick.ema != EMAUnknown {
-		other := "raw"
+		other, otherEMA := "raw", RawWeights
 		if pick.ema == RawWeights {
-			other = "EMA"
+			other, otherEMA = "EMA", EMAWeights
 		}
-		why = fmt.Sprintf("under %s; the file also holds %s weights", label(pick), other)
+		why = fmt.Sprintf("under %s", label(pick))
+		if countEMA(sets, otherEMA) > 0 {
+			why += fmt.Sprintf("; the file also holds %s weights", other)
+		}
 	}
 	if len(sets) > 1 {
 		var all []string
@@ -456,13 +459,28 @@ func build(src *source, path string, folder *folderInfo, opt Options) (*Model, e
 			break
 		}
 	}
+	var cfg compute.Config
+	if folder != nil && folder.config != nil {
+		var w []string
+		var err error
+		if cfg, w, err = configFromDiffusers(folder.config); err != nil {
+			return nil, err
+		}
+		m.Warnings = append(m.Warnings, w...)
+		if n := numParams(cfg); n > maxParams {
+			return nil, fmt.Errorf("config.json describes a model of %d parameters; DDPM Studio reads at most %d", n, maxParams)
+		}
+	}
 	type entry struct {
 		full    string
 		reshape bool // a diffusers linear weight [C, C] that is a 1×1 convolution here
 	}
 	entries := make(map[string]entry, len(local))
 	shapes := make(map[string][]int, len(local))
-	levels := diffusersLevels(local)
+	levels := len(cfg.ChMult) // the config's levels index the up path, else the names'
+	if levels == 0 {
+		levels = diffusersLevels(local)
+	}
 	for i, n := range local {
 		port, reshape := n, false
 		if diffusers {
@@ -484,19 +502,8 @@ func build(src *source, path string, folder *folderInfo, opt Options) (*Model, e
 		}
 		shapes[port] = s
 	}
-	// The architecture.
-	var cfg compute.Config
-	if folder != nil && folder.config != nil {
-		var w []string
-		var err error
-		if cfg, w, err = configFromDiffusers(folder.config); err != nil {
-			return nil, err
-		}
-		m.Warnings = append(m.Warnings, w...)
-		if n := numParams(cfg); n > maxParams {
-			return nil, fmt.Errorf("config.json describes a model of %d parameters; DDPM Studio reads at most %d", n, maxParams)
-		}
-	} else {
+	// The architecture, from the shapes when no config gave it.
+	if len(cfg.ChMult) == 0 {
 		var w []string
 		var err error
 		if cfg, w, err = inferConfig(shapes, opt.Resolution, hint); err != nil {

@@ -149,3 +149,36 @@ func randomModel(cfg compute.Config, seed uint64) *Model {
 	}
 	return m
 }
+
+// TestWeightSets: the sets of a checkpoint are found by their conv_in.weight,
+// and EMA is told from the set's key.
+func TestWeightSets(t *testing.T) {
+	for _, c := range []struct {
+		names   []string
+		raw     bool
+		prefix  string
+		ema     EMA
+		why     string
+		warning bool
+	}{
+		{[]string{"conv_in.weight", "conv_in.bias"}, false, "", EMAUnknown, "", false},
+		{[]string{"ema.conv_in.weight", "step"}, false, "ema.", EMAWeights, `under "ema"`, false},
+		{[]string{"conv_in.weight", "ema_conv_in.weight"}, false, "ema_", EMAWeights, `under "ema"; the file also holds raw weights`, false},
+		{[]string{"conv_in.weight", "ema_conv_in.weight"}, true, "", RawWeights, `under the plain keys; the file also holds EMA weights`, false},
+		{[]string{"model.conv_in.weight", "model_ema.conv_in.weight", "optimizer.state.0.exp_avg"}, false, "model_ema.", EMAWeights, `under "model_ema"; the file also holds raw weights`, false},
+		{[]string{"a.conv_in.weight", "b.conv_in.weight"}, false, "a.", EMAUnknown, "", true},
+		{[]string{"xconv_in.weight"}, false, "", EMAUnknown, "", false},
+	} {
+		sets := weightSets(c.names)
+		if len(sets) == 0 {
+			if c.names[0] != "xconv_in.weight" {
+				t.Errorf("%q: no sets", c.names)
+			}
+			continue
+		}
+		s, why, warn := choose(sets, Options{Raw: c.raw})
+		if s.prefix != c.prefix || s.ema != c.ema || why != c.why || (len(warn) > 0) != c.warning {
+			t.Errorf("%q raw=%v: took %q %v %q %q", c.names, c.raw, s.prefix, s.ema, why, warn)
+		}
+	}
+}
