@@ -31,8 +31,12 @@ var presets = map[string]Config{
 	"cifar32": {Resolution: 32, InChannels: 3, OutCh: 3, Ch: 64, ChMult: []int{1, 2, 2}, NumResBlocks: 2, AttnResolutions: []int{16}, Dropout: 0.1},
 	// cifar10 is the paper's CIFAR-10 model: 35,746,307 parameters.
 	"cifar10": {Resolution: 32, InChannels: 3, OutCh: 3, Ch: 128, ChMult: []int{1, 2, 2, 2}, NumResBlocks: 2, AttnResolutions: []int{16}, Dropout: 0.1},
-	// celebahq256 is the paper's 256×256 model: 113,673,219 parameters.
+	// celebahq256 is the paper's 256×256 CelebA-HQ model: 113,673,219 parameters.
 	"celebahq256": {Resolution: 256, InChannels: 3, OutCh: 3, Ch: 128, ChMult: []int{1, 1, 2, 2, 4, 4}, NumResBlocks: 2, AttnResolutions: []int{16}, Dropout: 0},
+	// lsun256 is the paper's LSUN church, bedroom and cat model: the same architecture as celebahq256
+	// (one name for the three LSUN sets, as they share it; it sorts after celebahq256, which
+	// therefore stays the name found for that architecture by a search in PresetNames order).
+	"lsun256": {Resolution: 256, InChannels: 3, OutCh: 3, Ch: 128, ChMult: []int{1, 1, 2, 2, 4, 4}, NumResBlocks: 2, AttnResolutions: []int{16}, Dropout: 0},
 }
 
 // PresetNames lists the named presets in alphabetical order.
