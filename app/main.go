@@ -38,7 +38,8 @@ type cli struct {
 	Sample  sampleCmd  `cmd:"" help:"Generate images with a trained run."`
 	Denoise denoiseCmd `cmd:"" help:"Show the network's ε̂ and x̂0 for x_t at step t."`
 	Eval    evalCmd    `cmd:"" help:"Evaluate the variational bound in bits/dim."`
-	Import  importCmd  `cmd:"" name:"import" help:"Make a run from weights in the interchange (PyTorch port) naming."`
+	Import  importCmd  `cmd:"" name:"import" help:"Make a run from the paper's weights or others: a PyTorch checkpoint, a safetensors file or a diffusers folder."`
+	Export  exportCmd  `cmd:"" help:"Write a run's weights as a diffusers folder or a PyTorch checkpoint."`
 	Model   modelCmd   `cmd:"" help:"Print a model summary: layers, shapes, parameter count."`
 	Bench   benchCmd   `cmd:"" help:"Time training steps and forward passes on random data."`
 }

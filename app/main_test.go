@@ -267,7 +267,9 @@ func TestResumeIsExact(t *testing.T) {
 	}
 }
 
-// TestImport: weights exported from a run and imported into a new one give the same ε̂.
+// TestImport: a run's weights imported into a new run, and exported as a PyTorch
+// checkpoint and as a diffusers folder and imported again, give the same ε̂ bit for bit;
+// the schedule travels with them (T = 20 here).
 func TestImport(t *testing.T) {
 	data := imageFolder(t, 4)
 	runDir := filepath.Join(t.TempDir(), "run")
@@ -277,26 +279,40 @@ func TestImport(t *testing.T) {
 	imported := filepath.Join(t.TempDir(), "imported")
 	var ir importResult
 	mustRun(t, &ir, "import", "--weights", weights, "--preset", "tiny", "--run", imported, "--timesteps", "20")
-	if ir.Params != 701345 {
-		t.Errorf("imported %d parameters", ir.Params)
+	if ir.Params != 701345 || !strings.Contains(ir.Description, "701,345 parameters") {
+		t.Errorf("imported %+v", ir)
 	}
 	out := t.TempDir()
+	var er exportResult
+	mustRun(t, &er, "export", "--run", imported, "--format", "pytorch", "--out", filepath.Join(out, "w.ckpt"))
+	mustRun(t, &er, "export", "--run", imported, "--format", "diffusers", "--out", filepath.Join(out, "diffusers"))
+	mustRun(t, &ir, "import", "--weights", filepath.Join(out, "w.ckpt"), "--run", filepath.Join(out, "from-ckpt"), "--timesteps", "20")
+	mustRun(t, &ir, "import", "--weights", filepath.Join(out, "diffusers"), "--run", filepath.Join(out, "from-diffusers"))
+
 	var d denoiseResult
 	input := filepath.Join(data, "imgb.png")
-	mustRun(t, &d, "denoise", "--run", runDir, "--no-ema", "--input", input, "--t", "7", "--save-eps", filepath.Join(out, "a.npy"))
-	mustRun(t, &d, "denoise", "--run", imported, "--input", input, "--t", "7", "--save-eps", filepath.Join(out, "b.npy"))
-	a, _, _ := imgio.ReadNPY(filepath.Join(out, "a.npy"))
-	b, _, _ := imgio.ReadNPY(filepath.Join(out, "b.npy"))
-	if len(a) == 0 || len(a) != len(b) {
-		t.Fatalf("eps lengths %d, %d", len(a), len(b))
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			t.Fatalf("ε̂ differs at %d after import: %g vs %g", i, a[i], b[i])
+	mustRun(t, &d, "denoise", "--run", runDir, "--no-ema", "--input", input, "--t", "7", "--save-eps", filepath.Join(out, "want.npy"))
+	want, _, _ := imgio.ReadNPY(filepath.Join(out, "want.npy"))
+	for _, r := range []string{imported, filepath.Join(out, "from-ckpt"), filepath.Join(out, "from-diffusers")} {
+		mustRun(t, &d, "denoise", "--run", r, "--input", input, "--t", "7", "--save-eps", filepath.Join(out, "got.npy"))
+		got, _, _ := imgio.ReadNPY(filepath.Join(out, "got.npy"))
+		if len(want) == 0 || len(got) != len(want) {
+			t.Fatalf("%s: eps lengths %d, %d", r, len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: ε̂ differs at %d: %g vs %g", r, i, got[i], want[i])
+			}
 		}
 	}
-	if code, _, errOut := cmd(t, "import", "--weights", weights, "--preset", "mnist", "--run", t.TempDir()); code == 0 || !strings.Contains(errOut, "model needs") {
+	if in, ok := run.Describe(filepath.Join(out, "from-diffusers")); !ok || in.Meta.T != 20 || in.Meta.Preset != "tiny" {
+		t.Errorf("imported diffusers folder: %+v", in.Meta)
+	}
+	if code, _, errOut := cmd(t, "import", "--weights", weights, "--preset", "mnist", "--run", t.TempDir()); code == 0 || !strings.Contains(errOut, "are another model") {
 		t.Errorf("weights of another architecture: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := cmd(t, "import", "--weights", filepath.Join(out, "diffusers"), "--run", t.TempDir(), "--timesteps", "1000"); code == 0 || !strings.Contains(errOut, "T = 20") {
+		t.Errorf("a schedule other than the folder's: exit %d, %q", code, errOut)
 	}
 }
 

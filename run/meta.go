@@ -26,15 +26,8 @@ type Meta struct {
 	Steps     int64    `json:"steps"`                // the step count asked for
 }
 
-// ImportedMeta is the meta of a run made from weights trained elsewhere: the dataset to
-// remember (may be ""), the schedule, and no training state.
-func ImportedMeta(data, schedule string, T int, variance string) (json.RawMessage, error) {
-	data, err := absData(data)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(Meta{Data: data, Schedule: schedule, T: T, Variance: variance})
-}
+// marshalMeta is m as a checkpoint's extra state.
+func marshalMeta(m Meta) (json.RawMessage, error) { return json.Marshal(m) }
 
 // readMeta decodes a checkpoint's meta, filling the paper's schedule for runs that
 // stored none.

@@ -598,7 +598,7 @@ func (s *Session) save(emit func(Event)) (string, error) {
 		return "", err
 	}
 	s.Meta.DataRNG = state
-	extra, err := json.Marshal(s.Meta)
+	extra, err := marshalMeta(s.Meta)
 	if err != nil {
 		return "", err
 	}

@@ -163,3 +163,26 @@ func findWeights(unet string) (string, error) {
 	}
 	return "", fmt.Errorf("%s has no %s.safetensors or %s.bin", unet, weightsBase, weightsBase)
 }
+
+// Looks reports whether path looks like model weights rather than images: a diffusers
+// folder (a pipeline folder with model_index.json, or a UNet2DModel folder), or a file
+// that starts as a PyTorch checkpoint (zip, legacy pickle stream) or a safetensors file
+// does. It reads at most a few hundred bytes; Open says whether the weights are usable.
+func Looks(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	if fi.IsDir() {
+		return exists(filepath.Join(path, modelIndexFile)) || isUNetFolder(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := f.ReadAt(head, 0)
+	head = head[:n]
+	return (len(head) >= 4 && string(head[:4]) == "PK\x03\x04") || isLegacyTorch(head) || isTar(head) || isSafetensors(head, fi.Size())
+}
