@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/ddpm-studio/ddpm-studio/imgio"
 	"github.com/ddpm-studio/ddpm-studio/run"
 	"github.com/ddpm-studio/ddpm-studio/ui"
+	"github.com/ddpm-studio/ddpm-studio/weights"
 )
 
 // thumbCount is how many images LoadDataset returns for the thumbnail strip.
@@ -292,12 +294,25 @@ func (b *backend) Runs() ([]ui.RunInfo, error) {
 	}
 	out := make([]ui.RunInfo, len(runs))
 	for i, r := range runs {
-		out[i] = ui.RunInfo{Dir: r.Dir, Name: r.Name, Step: r.Step, Preset: r.Meta.Preset, Size: r.Config.Resolution,
-			Channels: r.Config.InChannels, Data: r.Meta.Data, Updated: r.Updated,
-			Settings: ui.TrainRequest{Run: r.Dir, Preset: r.Meta.Preset, Size: r.Config.Resolution, Batch: r.Meta.Batch,
-				LR: r.Optim.LR, Steps: r.Meta.Steps, EMA: r.Optim.EMADecay, Schedule: r.Meta.Schedule}}
+		out[i] = runInfo(r)
 	}
 	return out, nil
+}
+
+// runInfo is a run as the window lists it. A run made by import has no training
+// settings yet: the form then shows the defaults.
+func runInfo(r run.Info) ui.RunInfo {
+	d := run.DefaultOptions()
+	if r.Meta.Batch == 0 {
+		r.Meta.Batch = d.Batch
+	}
+	if r.Meta.Steps == 0 {
+		r.Meta.Steps = d.Steps
+	}
+	return ui.RunInfo{Dir: r.Dir, Name: r.Name, Step: r.Step, Preset: r.Meta.Preset, Size: r.Config.Resolution,
+		Channels: r.Config.InChannels, T: r.Meta.T, Data: r.Meta.Data, Updated: r.Updated,
+		Settings: ui.TrainRequest{Run: r.Dir, Preset: r.Meta.Preset, Size: r.Config.Resolution, Batch: r.Meta.Batch,
+			LR: r.Optim.LR, Steps: r.Meta.Steps, EMA: r.Optim.EMADecay, Schedule: r.Meta.Schedule}}
 }
 
 // Gallery lists the sample grids of a run, newest first.
@@ -347,4 +362,46 @@ func (b *backend) Interpolate(ctx context.Context, req ui.InterpRequest, onFrame
 	return sample(req.Run, req.EMA, onFrame, func(m *run.Model, on func(run.Frame)) (run.Images, error) {
 		return m.Interpolate(ctx, req.SeedA, req.SeedB, req.Count, req.Steps, on)
 	})
+}
+
+// IsModel reports whether path holds model weights rather than images.
+func (b *backend) IsModel(path string) bool { return weights.Looks(path) }
+
+// ImportModel makes a new run in the runs folder from the model weights at path.
+func (b *backend) ImportModel(ctx context.Context, path string) (ui.RunInfo, string, error) {
+	name := strings.TrimSuffix(filepath.Base(filepath.Clean(path)), filepath.Ext(path))
+	dir := filepath.Join(b.runsDir, fmt.Sprintf("%s-%s", name, time.Now().Format("20060102-150405")))
+	im, err := run.Import(path, dir, run.ImportOptions{})
+	if err != nil {
+		return ui.RunInfo{}, "", err
+	}
+	for _, w := range im.Warnings {
+		fmt.Fprintln(b.log, "warning:", w)
+	}
+	fmt.Fprintf(b.log, "imported %s from %s into %s\n", im.Description, path, im.Checkpoint)
+	in, ok := run.Describe(dir)
+	if !ok {
+		return ui.RunInfo{}, "", fmt.Errorf("the imported run %s cannot be read back", dir)
+	}
+	desc := im.Description
+	if len(im.Warnings) > 0 {
+		desc += " (" + strings.Join(im.Warnings, "; ") + ")"
+	}
+	return runInfo(in), desc, nil
+}
+
+// ExportModel writes a run's weights as a diffusers folder or a PyTorch checkpoint.
+func (b *backend) ExportModel(dir, format, out string, ema bool) error {
+	_, err := run.Export(dir, format, out, ema)
+	return err
+}
+
+// PassTime measures one network pass over one image of a run's model.
+func (b *backend) PassTime(ctx context.Context, dir string) (time.Duration, error) {
+	m, err := run.OpenModel(dir, true)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	return m.PassTime(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,4 +186,60 @@ func TestBackendErrors(t *testing.T) {
 		t.Fatalf("last event %+v, want an error", last)
 	}
 	t.Logf("error: %v", last.Err)
+}
+
+// TestBackendModels: the window's backend exports a run in both formats, recognises
+// them as models (and a folder of images as not), imports them as new runs that sample
+// the same images as the original, and measures a network pass.
+func TestBackendModels(t *testing.T) {
+	data := imageFolder(t, 4)
+	src := filepath.Join(t.TempDir(), "run")
+	mustRun(t, new(trainResult), tinyTrain(data, src, "2")...)
+	b := newBackend(t.TempDir(), io.Discard)
+	out := t.TempDir()
+	ckpt, folder := filepath.Join(out, "w.ckpt"), filepath.Join(out, "diffusers")
+	if err := b.ExportModel(src, "pytorch", ckpt, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ExportModel(src, "diffusers", folder, true); err != nil {
+		t.Fatal(err)
+	}
+	if b.IsModel(data) || b.IsModel(filepath.Join(data, "imga.png")) || !b.IsModel(ckpt) || !b.IsModel(folder) {
+		t.Errorf("IsModel: images %v %v, checkpoint %v, folder %v", b.IsModel(data), b.IsModel(filepath.Join(data, "imga.png")),
+			b.IsModel(ckpt), b.IsModel(folder))
+	}
+	req := ui.SampleRequest{EMA: true, Sampler: "ddim", Steps: 3, Seed: 5, Count: 2}
+	req.Run = src
+	want, err := b.Sample(context.Background(), req, func(ui.Frame) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{folder, ckpt} {
+		r, desc, err := b.ImportModel(context.Background(), path)
+		if err != nil {
+			t.Fatalf("import %s: %v", path, err)
+		}
+		if !strings.Contains(desc, "701,345 parameters") || r.Size != 16 || r.Settings.Batch == 0 {
+			t.Errorf("import %s: %q, %+v", path, desc, r)
+		}
+		if path == folder && r.T != 20 {
+			t.Errorf("the diffusers folder's run has T = %d, want the source's 20", r.T)
+		}
+		if path == ckpt { // a .ckpt does not carry the schedule: the paper's T = 1000
+			continue
+		}
+		req.Run = r.Dir
+		got, err := b.Sample(context.Background(), req, func(ui.Frame) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want.Data {
+			if got.Data[i] != want.Data[i] {
+				t.Fatalf("samples of the imported %s differ at %d: %g vs %g", path, i, got.Data[i], want.Data[i])
+			}
+		}
+	}
+	if d, err := b.PassTime(context.Background(), src); err != nil || d <= 0 {
+		t.Errorf("pass time %v, %v", d, err)
+	}
 }

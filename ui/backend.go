@@ -131,6 +131,7 @@ type RunInfo struct {
 	Preset   string
 	Size     int
 	Channels int
+	T        int // diffusion steps
 	Data     string
 	Updated  time.Time
 	Settings TrainRequest // the settings it was trained with, to fill the form when resuming
@@ -176,6 +177,16 @@ type Backend interface {
 	LoadDataset(ctx context.Context, spec DataSpec, size int, progress func(done, total int)) (DatasetInfo, error)
 	StartTraining(req TrainRequest) (Training, error)
 	Runs() ([]RunInfo, error)
+	// IsModel reports whether path holds model weights (a PyTorch checkpoint, a
+	// safetensors file or a diffusers folder) rather than images.
+	IsModel(path string) bool
+	// ImportModel makes a new run from the model weights at path and says what it found.
+	ImportModel(ctx context.Context, path string) (RunInfo, string, error)
+	// ExportModel writes a run's EMA or raw weights to out as format "diffusers" (a
+	// folder) or "pytorch" (a .ckpt file).
+	ExportModel(run, format, out string, ema bool) error
+	// PassTime measures one network pass over one image of a run's model.
+	PassTime(ctx context.Context, run string) (time.Duration, error)
 	Sample(ctx context.Context, req SampleRequest, onFrame func(Frame)) (Images, error)
 	Interpolate(ctx context.Context, req InterpRequest, onFrame func(Frame)) (Images, error)
 	Gallery(run string) ([]GalleryItem, error)

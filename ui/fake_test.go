@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ type fakeBackend struct {
 	loadErr  error
 	runs     []RunInfo
 	gallery  []GalleryItem
+	imports  []string // paths given to ImportModel
+	exports  []string // ExportModel calls
 	started  []TrainRequest
 	training *fakeTraining
 	samples  []SampleRequest
@@ -32,6 +35,28 @@ func (f *fakeBackend) Presets() []Preset {
 }
 
 func (f *fakeBackend) DefaultRunsDir() string { return f.runsDir }
+
+func (f *fakeBackend) IsModel(path string) bool { return strings.HasSuffix(path, ".ckpt") }
+
+func (f *fakeBackend) ImportModel(ctx context.Context, path string) (RunInfo, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := RunInfo{Dir: "/runs/imported", Name: "imported", Step: 0, Size: 256, Channels: 3, T: 1000}
+	f.imports = append(f.imports, path)
+	f.runs = append(f.runs, r)
+	return r, "LSUN model (preset lsun256), 113,673,219 parameters, EMA weights", nil
+}
+
+func (f *fakeBackend) ExportModel(run, format, out string, ema bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exports = append(f.exports, fmt.Sprintf("%s %s %s %v", run, format, out, ema))
+	return nil
+}
+
+func (f *fakeBackend) PassTime(ctx context.Context, run string) (time.Duration, error) {
+	return 7 * time.Second, nil
+}
 
 func (f *fakeBackend) Defaults() TrainRequest {
 	return TrainRequest{Data: DataSpec{Folder: "mnist"}, Preset: "mnist", Size: 28, Batch: 64, LR: 2e-4, Steps: 2000,

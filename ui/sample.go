@@ -42,21 +42,23 @@ type sampleScreen struct {
 	seedA, seedB, icount          *field
 	sample, interp, stop          *widget.Button
 	saveGrid, saveStrip, saveEach *widget.Button
+	openFile, openFolder, export  *widget.Button
 	xt, x0                        *canvas.Image
-	caption, formErr              *widget.Label
+	caption, formErr, estimate    *widget.Label
 	bar                           *widget.ProgressBar
 
 	mu     sync.Mutex
 	drawn  time.Time // when the last frame was drawn
 	cancel context.CancelFunc
-	result Images             // the last finished samples
-	cols   int                // columns of the result grid
-	strip  *imgio.Progression // steps kept for the progression strip
+	result Images                   // the last finished samples
+	cols   int                      // columns of the result grid
+	strip  *imgio.Progression       // steps kept for the progression strip
+	passes map[string]time.Duration // time of one network pass over one image, by run (0: measuring)
 }
 
 func newSampleScreen(s *Studio) *sampleScreen {
-	p := &sampleScreen{s: s}
-	p.run = newRunPicker(nil, func(string) { p.validate() })
+	p := &sampleScreen{s: s, passes: map[string]time.Duration{}}
+	p.run = newRunPicker(nil, func(string) { p.runChanged() })
 	p.run.sel.PlaceHolder = "(no runs yet: train one first)"
 	p.ema = widget.NewCheck("EMA weights", nil)
 	p.ema.SetChecked(true)
@@ -86,6 +88,11 @@ func newSampleScreen(s *Studio) *sampleScreen {
 	for _, b := range []*widget.Button{p.saveGrid, p.saveStrip, p.saveEach} {
 		b.Disable()
 	}
+	p.openFile = widget.NewButtonWithIcon("Open model…", theme.FileIcon(), p.chooseModelFile)
+	p.openFolder = widget.NewButtonWithIcon("Open model folder…", theme.FolderOpenIcon(), p.chooseModelFolder)
+	p.export = widget.NewButtonWithIcon("Export model…", theme.DocumentSaveIcon(), p.exportModel)
+	p.estimate = widget.NewLabel("")
+	p.estimate.Wrapping = fyne.TextWrapWord
 
 	form := widget.NewForm(
 		widget.NewFormItem("Run", p.run.sel),
@@ -101,9 +108,10 @@ func newSampleScreen(s *Studio) *sampleScreen {
 		widget.NewFormItem(p.seedB.label, p.seedB.entry),
 		widget.NewFormItem(p.icount.label, p.icount.entry),
 	)
-	left := container.NewVBox(form, container.NewGridWithColumns(2, p.sample, p.stop),
+	left := container.NewVBox(container.NewGridWithColumns(2, p.openFile, p.openFolder), form, p.estimate,
+		container.NewGridWithColumns(2, p.sample, p.stop),
 		widget.NewSeparator(), widget.NewLabel("Interpolate between two seeds' noise (DDIM, η = 0):"), iform, p.interp,
-		widget.NewSeparator(), p.saveGrid, p.saveStrip, p.saveEach, p.formErr)
+		widget.NewSeparator(), p.saveGrid, p.saveStrip, p.saveEach, p.export, p.formErr)
 	p.xt = newView(300, 300, false)
 	p.x0 = newView(300, 300, false)
 	p.caption = widget.NewLabel("Choose a run and press Sample: x_t (left) and the prediction x̂0 (right) are shown at every step.")
@@ -146,6 +154,16 @@ func (p *sampleScreen) validate() bool {
 		probs = append(probs, "Run: choose a trained run")
 	}
 	p.formErr.SetText(strings.Join(probs, "\n"))
+	if _, ok := p.selectedRun(); ok {
+		p.export.Enable()
+	} else {
+		p.export.Disable()
+	}
+	if len(probs) == 0 {
+		p.estimate.SetText(p.expected())
+	} else {
+		p.estimate.SetText("")
+	}
 	if len(probs) == 0 && !p.busy() {
 		p.sample.Enable()
 		p.interp.Enable()

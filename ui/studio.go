@@ -26,6 +26,7 @@ import (
 	"image"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -227,6 +228,10 @@ func (s *Studio) Dropped(_ fyne.Position, uris []fyne.URI) {
 		default:
 			files = append(files, p)
 		}
+	}
+	if all := slices.Concat(folders, files); len(all) == 1 && s.backend.IsModel(all[0]) {
+		s.openModel(all[0])
+		return
 	}
 	switch {
 	case len(folders) == 1 && len(files) == 0:

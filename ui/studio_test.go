@@ -466,3 +466,37 @@ func TestStatusNamesEngine(t *testing.T) {
 		return strings.Contains(s.rname.Text, "Compute: OpenBLAS 0.3.21, core Haswell · Rendering: ")
 	})
 }
+
+// TestDropModel: a model file dropped on the window becomes a run on the Sample screen;
+// a 256×256 model is offered DDIM with few steps, and the expected time comes from the
+// measured network pass (7 s a pass in the fake: 20 steps × 16 images ≈ 37 min).
+func TestDropModel(t *testing.T) {
+	s, fb, _ := newStudio(t, Options{})
+	ui(func() { s.Dropped(fyne.Position{}, []fyne.URI{storage.NewFileURI(writeTemp(t, "model-790000.ckpt"))}) })
+	until(t, "imported run selected", func() bool { return s.sample.run.sel.Selected == "imported" })
+	fb.mu.Lock()
+	if len(fb.imports) != 1 || !strings.HasSuffix(fb.imports[0], "model-790000.ckpt") {
+		t.Errorf("imports %v", fb.imports)
+	}
+	fb.mu.Unlock()
+	until(t, "expected time shown", func() bool { return strings.Contains(s.sample.estimate.Text, "about 37 min") })
+	ui(func() {
+		if s.sample.sampler.Selected != samplerDDIM || s.sample.steps.entry.Text != fewSteps {
+			t.Errorf("sampler %q, steps %q: want DDIM with %s steps for a 256×256 model", s.sample.sampler.Selected, s.sample.steps.entry.Text, fewSteps)
+		}
+		s.sample.sampler.SetSelected(samplerDDPM)
+		if !strings.Contains(s.sample.estimate.Text, "DDIM with few steps is much faster") {
+			t.Errorf("DDPM on a large model: %q", s.sample.estimate.Text)
+		}
+	})
+}
+
+// writeTemp writes an empty file of that name in a temporary folder.
+func writeTemp(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
