@@ -209,9 +209,11 @@ func (p *sampleScreen) expected() string {
 	return text
 }
 
-// roundDuration writes d for people: 0.4 s, 12 s, 3 min, 1 h 20 min.
+// roundDuration writes d for people: 7 ms, 0.4 s, 12 s, 3 min, 1 h 20 min.
 func roundDuration(d time.Duration) string {
 	switch {
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
 	case d < 10*time.Second:
 		return fmt.Sprintf("%.1f s", d.Seconds())
 	case d < 2*time.Minute:

@@ -500,3 +500,13 @@ func writeTemp(t *testing.T, name string) string {
 	}
 	return path
 }
+
+func TestRoundDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{7 * time.Millisecond: "7 ms", 400 * time.Millisecond: "0.4 s",
+		12 * time.Second: "12 s", 3 * time.Minute: "3 min", 80 * time.Minute: "80 min", 3 * time.Hour: "3 h",
+		200 * time.Minute: "3 h 20 min"} {
+		if got := roundDuration(d); got != want {
+			t.Errorf("roundDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
