@@ -13,7 +13,6 @@ package compute_test
 // there is none they are skipped, and under CI they fail.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,8 +24,6 @@ import (
 	"runtime"
 	"testing"
 	"time"
-
-	"codeberg.org/sbinet/npyio"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
@@ -106,57 +103,6 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-func writeNpy(t *testing.T, path string, v any) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	if err := npyio.Write(w, v); err != nil {
-		f.Close()
-		t.Fatalf("write %s: %v", path, err)
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		t.Fatalf("write %s: %v", path, err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readNpyFloat32(t *testing.T, path string) []float32 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var v []float32
-	if err := npyio.Read(bufio.NewReader(f), &v); err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return v
-}
-
-// nchw reshapes flat N×C×H×W data into nested slices so that npyio writes a 4-D array.
-func nchw(x []float32, s diffusion.Shape) [][][][]float32 {
-	out := make([][][][]float32, s.N)
-	i := 0
-	for n := range out {
-		out[n] = make([][][]float32, s.C)
-		for c := range out[n] {
-			out[n][c] = make([][]float32, s.H)
-			for h := range out[n][c] {
-				out[n][c][h] = x[i : i+s.W : i+s.W]
-				i += s.W
-			}
-		}
-	}
-	return out
-}
-
 func TestUNetNumParams(t *testing.T) {
 	cases := []struct {
 		preset string
@@ -227,13 +173,13 @@ func TestUNetMatchesTorchReference(t *testing.T) {
 			for i, v := range c.ts {
 				t64[i] = int64(v)
 			}
-			writeNpy(t, xPath, nchw(x, shape))
-			writeNpy(t, tPath, t64)
+			pyref.WriteNPY(t, xPath, pyref.NCHW(x, shape.N, shape.C, shape.H, shape.W))
+			pyref.WriteNPY(t, tPath, t64)
 
 			start := time.Now()
 			mustRunRef(t, "--config", cfgPath, "--weights", wPath, "--x", xPath, "--t", tPath, "--out", outPath)
 			refTime := time.Since(start)
-			ref := readNpyFloat32(t, outPath)
+			ref := pyref.ReadNPY[float32](t, outPath)
 			outShape := diffusion.Shape{N: shape.N, C: rc.OutCh, H: shape.H, W: shape.W}
 			if len(ref) != outShape.Size() {
 				t.Fatalf("reference ε̂ has %d values, want %d (%+v)", len(ref), outShape.Size(), outShape)
@@ -369,10 +315,10 @@ func TestTorchLoadsOurWeights(t *testing.T) {
 	}
 	ts := []int{3, 500}
 	xPath, tPath, outPath := filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy"), filepath.Join(dir, "eps.npy")
-	writeNpy(t, xPath, nchw(x, shape))
-	writeNpy(t, tPath, []int64{3, 500})
+	pyref.WriteNPY(t, xPath, pyref.NCHW(x, shape.N, shape.C, shape.H, shape.W))
+	pyref.WriteNPY(t, tPath, []int64{3, 500})
 	mustRunRef(t, "--config", cfgPath, "--weights", wPath, "--x", xPath, "--t", tPath, "--out", outPath)
-	ref := readNpyFloat32(t, outPath)
+	ref := pyref.ReadNPY[float32](t, outPath)
 	got, err := m.PredictEps(t.Context(), x, ts, shape)
 	if err != nil {
 		t.Fatal(err)

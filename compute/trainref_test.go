@@ -128,10 +128,10 @@ func TestTrainStepsMatchTorchReference(t *testing.T) {
 		if len(masks) == 0 {
 			t.Fatal("the tiny model has no dropout masks; the test wants them")
 		}
-		writeNpy(t, filepath.Join(dir, fmt.Sprintf("x_%d.npy", k)), x)
-		writeNpy(t, filepath.Join(dir, fmt.Sprintf("eps_%d.npy", k)), eps)
-		writeNpy(t, filepath.Join(dir, fmt.Sprintf("t_%d.npy", k)), []int64{int64(ts[0]), int64(ts[1])})
-		writeNpy(t, filepath.Join(dir, fmt.Sprintf("mask_%d.npy", k)), masks)
+		pyref.WriteNPY(t, filepath.Join(dir, fmt.Sprintf("x_%d.npy", k)), x)
+		pyref.WriteNPY(t, filepath.Join(dir, fmt.Sprintf("eps_%d.npy", k)), eps)
+		pyref.WriteNPY(t, filepath.Join(dir, fmt.Sprintf("t_%d.npy", k)), []int64{int64(ts[0]), int64(ts[1])})
+		pyref.WriteNPY(t, filepath.Join(dir, fmt.Sprintf("mask_%d.npy", k)), masks)
 		stats = append(stats, st)
 		grads = append(grads, tr.LastGradients(shape.N))
 		before = append(before, current())

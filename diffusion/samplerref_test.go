@@ -20,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"codeberg.org/sbinet/npyio"
-
 	"github.com/ddpm-studio/ddpm-studio/internal/pyref"
 )
 
@@ -41,35 +39,6 @@ func (f fakeNet) PredictEps(_ context.Context, xt []float32, t []int, shape Shap
 		out[i] = float32(math.Tanh(f.a*float64(v) + f.b*float64(t[n])/float64(f.T) + f.c*float64(j%5-2)))
 	}
 	return out, nil
-}
-
-func writeNpyFile(t *testing.T, path string, v any) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := npyio.Write(f, v); err != nil {
-		f.Close()
-		t.Fatalf("write %s: %v", path, err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readNpyFile[T any](t *testing.T, path string) []T {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var v []T
-	if err := npyio.Read(f, &v); err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return v
 }
 
 // samplerRefTol bounds |ours − reference| / ((1 + |reference|) √(1/ᾱ_t)) for every value of
@@ -141,12 +110,12 @@ func TestSamplersMatchReference(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "spec.json"), spec, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			writeNpyFile(t, filepath.Join(dir, "betas.npy"), s.Betas)
-			writeNpyFile(t, filepath.Join(dir, "xT.npy"), xT)
+			pyref.WriteNPY(t, filepath.Join(dir, "betas.npy"), s.Betas)
+			pyref.WriteNPY(t, filepath.Join(dir, "xT.npy"), xT)
 			args := []string{script, "--spec", filepath.Join(dir, "spec.json"), "--betas", filepath.Join(dir, "betas.npy"),
 				"--xT", filepath.Join(dir, "xT.npy"), "--out", dir}
 			if noisy > 0 {
-				writeNpyFile(t, filepath.Join(dir, "noise.npy"), noise)
+				pyref.WriteNPY(t, filepath.Join(dir, "noise.npy"), noise)
 				args = append(args, "--noise", filepath.Join(dir, "noise.npy"))
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -156,10 +125,10 @@ func TestSamplersMatchReference(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("ref_sample.py: %v\n%s", err, out)
 			}
-			refT := readNpyFile[int64](t, filepath.Join(dir, "t.npy"))
-			refXt := readNpyFile[float64](t, filepath.Join(dir, "xt.npy"))
-			refX0 := readNpyFile[float64](t, filepath.Join(dir, "x0.npy"))
-			refOut := readNpyFile[float64](t, filepath.Join(dir, "out.npy"))
+			refT := pyref.ReadNPY[int64](t, filepath.Join(dir, "t.npy"))
+			refXt := pyref.ReadNPY[float64](t, filepath.Join(dir, "xt.npy"))
+			refX0 := pyref.ReadNPY[float64](t, filepath.Join(dir, "x0.npy"))
+			refOut := pyref.ReadNPY[float64](t, filepath.Join(dir, "out.npy"))
 			size := shape.Size()
 			if len(refT) != c.steps || len(refXt) != c.steps*size || len(refX0) != c.steps*size || len(refOut) != size {
 				t.Fatalf("reference returned %d steps, %d x_t, %d x̂0, %d output values", len(refT), len(refXt), len(refX0), len(refOut))

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"codeberg.org/sbinet/npyio"
-
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
 	"github.com/ddpm-studio/ddpm-studio/internal/pyref"
@@ -85,54 +83,14 @@ func inputs(t testing.TB, dir string, cfg compute.Config, ts []int, seed uint64)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())
 	}
-	nested := make([][][][]float32, shape.N)
-	i := 0
-	for n := range nested {
-		nested[n] = make([][][]float32, shape.C)
-		for c := range nested[n] {
-			nested[n][c] = make([][]float32, shape.H)
-			for h := range nested[n][c] {
-				nested[n][c][h] = x[i : i+shape.W : i+shape.W]
-				i += shape.W
-			}
-		}
-	}
 	t64 := make([]int64, len(ts))
 	for i, v := range ts {
 		t64[i] = int64(v)
 	}
 	xPath, tPath = filepath.Join(dir, "x.npy"), filepath.Join(dir, "t.npy")
-	writeNpy(t, xPath, nested)
-	writeNpy(t, tPath, t64)
+	pyref.WriteNPY(t, xPath, pyref.NCHW(x, shape.N, shape.C, shape.H, shape.W))
+	pyref.WriteNPY(t, tPath, t64)
 	return x, shape, xPath, tPath
-}
-
-func writeNpy(t testing.TB, path string, v any) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := npyio.Write(f, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readNpy(t testing.TB, path string) []float32 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var v []float32
-	if err := npyio.Read(f, &v); err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return v
 }
 
 // epsOf runs the model's U-Net on x at ts.

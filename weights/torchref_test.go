@@ -46,7 +46,7 @@ func TestCheckpointCIFAR10(t *testing.T) {
 		t.Errorf("dropout %g, schedule %+v, warnings %q", m.Config.Dropout, m.Schedule, m.Warnings)
 	}
 	eps := epsOf(t, m, x, ts, shape)
-	closeTo(t, "imported .ckpt vs PyTorch", eps, readNpy(t, ref))
+	closeTo(t, "imported .ckpt vs PyTorch", eps, pyref.ReadNPY[float32](t, ref))
 
 	out := filepath.Join(dir, "ours.ckpt")
 	if err := WriteTorch(out, m); err != nil {
@@ -77,8 +77,8 @@ func TestCheckpointCIFAR10(t *testing.T) {
 		append([]string{"ckpt", "eps", "--config", cfgPath, "--ckpt", out, "--x", xPath, "--t", tPath, "--out", torchEps}, fast...),
 		append([]string{"eps", "--folder", folder, "--x", xPath, "--t", tPath, "--out", diffEps}, fast...),
 	})
-	closeTo(t, "our .ckpt in PyTorch (weights_only, strict) vs ours", readNpy(t, torchEps), eps)
-	closeTo(t, "our diffusers folder in UNet2DModel vs ours", readNpy(t, diffEps), eps)
+	closeTo(t, "our .ckpt in PyTorch (weights_only, strict) vs ours", pyref.ReadNPY[float32](t, torchEps), eps)
+	closeTo(t, "our diffusers folder in UNet2DModel vs ours", pyref.ReadNPY[float32](t, diffEps), eps)
 }
 
 // TestCheckpoint256: the paper's 256×256 architecture (113,673,219
@@ -118,7 +118,7 @@ func TestCheckpoint256(t *testing.T) {
 	}
 	m.Config = eval
 	closeTo(t, fmt.Sprintf("256×256 model's .ckpt on a %d×%d image vs PyTorch", eval.Resolution, eval.Resolution),
-		epsOf(t, m, x, ts, shape), readNpy(t, ref))
+		epsOf(t, m, x, ts, shape), pyref.ReadNPY[float32](t, ref))
 }
 
 // TestCheckpointLayouts: the weight sets people save (plain, nested with raw
@@ -242,7 +242,7 @@ func TestDiffusersFolders(t *testing.T) {
 					t.Errorf("EMA %v", m.EMA)
 				}
 			}
-			closeTo(t, c.name, epsOf(t, m, x, ts, shape), readNpy(t, ref))
+			closeTo(t, c.name, epsOf(t, m, x, ts, shape), pyref.ReadNPY[float32](t, ref))
 		})
 	}
 }

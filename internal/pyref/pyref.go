@@ -3,6 +3,7 @@
 package pyref
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"codeberg.org/sbinet/npyio"
 )
 
 var (
@@ -58,4 +61,58 @@ func look(imports string) (string, string) {
 		tried = append(tried, fmt.Sprintf("%s: %v %s", c, err, lines[len(lines)-1]))
 	}
 	return "", fmt.Sprintf("reference skipped: no python3 that can `import %s` (install Debian's python3-numpy and python3-torch, or set DDPM_TORCHREF_PYTHON); tried %q", imports, tried)
+}
+
+// WriteNPY writes v (a slice, or nested slices for more dimensions, as npyio takes them)
+// to path as a .npy file for a reference script, failing the test on error.
+func WriteNPY(t testing.TB, path string, v any) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f) // npyio writes value by value
+	if err := npyio.Write(w, v); err != nil {
+		f.Close()
+		t.Fatalf("write %s: %v", path, err)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		t.Fatalf("write %s: %v", path, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ReadNPY reads the values of a .npy file a reference script wrote.
+func ReadNPY[T any](t testing.TB, path string) []T {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var v []T
+	if err := npyio.Read(bufio.NewReader(f), &v); err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return v
+}
+
+// NCHW views flat n×c×h×w data as nested slices, so that WriteNPY writes a 4-D array.
+func NCHW(x []float32, n, c, h, w int) [][][][]float32 {
+	out := make([][][][]float32, n)
+	i := 0
+	for a := range out {
+		out[a] = make([][][]float32, c)
+		for b := range out[a] {
+			out[a][b] = make([][]float32, h)
+			for y := range out[a][b] {
+				out[a][b][y] = x[i : i+w : i+w]
+				i += w
+			}
+		}
+	}
+	return out
 }
