@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"github.com/nlpodyssey/safetensors"
+
+	bsize "github.com/ddpm-studio/ddpm-studio/internal/bytesize"
 )
 
 // Safetensors files are read through stFile rather than safetensors.Deserialize, which
@@ -238,25 +240,11 @@ func nonFiniteWords(n, first int) string {
 	return fmt.Sprintf("%d values that are not finite numbers (Inf or NaN), the first at index %d", n, first)
 }
 
+// bytesize writes a size for people (see package bytesize).
+func bytesize(n uint64) string { return bsize.Format(int64(min(n, math.MaxInt64))) }
+
 // finite32 reports whether x is neither Inf nor NaN (its exponent is not all ones).
 func finite32(x float32) bool { return math.Float32bits(x)&0x7f800000 != 0x7f800000 }
-
-// bytesize writes a size in bytes for people: "812 bytes", "1.2 MB".
-func bytesize(n uint64) string {
-	switch {
-	case n < 1000:
-		return fmt.Sprintf("%d bytes", n)
-	case n < 1e6:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	case n < 1e9:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n < 1e12:
-		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
-	case n < 1e15:
-		return fmt.Sprintf("%.1f TB", float64(n)/1e12)
-	}
-	return fmt.Sprintf("%.1f EB", float64(n)/1e18)
-}
 
 // readSafetensorsFile opens path, checks it against specs and reads it into their dst.
 func readSafetensorsFile(path string, specs []tensorSpec, what string) error {

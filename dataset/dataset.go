@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/internal/bytesize"
 	"github.com/ddpm-studio/ddpm-studio/internal/sysmem"
 )
 
@@ -100,7 +101,7 @@ func checkFits(what string, c, size int, need, avail int64) error {
 		advice = fmt.Sprintf("choose an image size of at most %d", s)
 	}
 	return fmt.Errorf("%s at %d×%d×%d needs %s of memory, %s is available: %s",
-		what, size, size, c, imgio.FormatBytes(need), imgio.FormatBytes(avail), advice)
+		what, size, size, c, bytesize.Format(need), bytesize.Format(avail), advice)
 }
 
 // Batch fills out with the images idx[i] in model space [−1, 1], one after

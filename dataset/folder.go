@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ddpm-studio/ddpm-studio/imgio"
+	"github.com/ddpm-studio/ddpm-studio/internal/bytesize"
 )
 
 // LoadFolder loads every image below dir, recursively, in lexical order of
@@ -271,7 +272,7 @@ func loadFile(ctx context.Context, path string, size int, dst []uint8, sem *sema
 	need := f.SquareBytes(size)
 	if need > budget {
 		return result{reason: fmt.Sprintf("decoding its %d×%d pixels needs about %s of memory, more than the %s there is room for",
-			f.Width, f.Height, imgio.FormatBytes(need), imgio.FormatBytes(budget))}
+			f.Width, f.Height, bytesize.Format(need), bytesize.Format(budget))}
 	}
 	if err := sem.Acquire(ctx, need); err != nil {
 		return result{reason: reason(err)}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/ddpm-studio/ddpm-studio/internal/bytesize"
 	"github.com/ddpm-studio/ddpm-studio/internal/ctxio"
 )
 
@@ -101,7 +102,7 @@ func (f *File) readHeader() error {
 	}
 	f.Bytes = info.Size()
 	if f.Bytes > MaxFileBytes {
-		return fmt.Errorf("file of %s is larger than the limit of %s for an image", FormatBytes(f.Bytes), FormatBytes(MaxFileBytes))
+		return fmt.Errorf("file of %s is larger than the limit of %s for an image", bytesize.Format(f.Bytes), bytesize.Format(MaxFileBytes))
 	}
 	cfg, format, err := decodeConfig(f.reader())
 	switch {
@@ -255,18 +256,4 @@ func bytesPerPixel(m color.Model) int64 {
 		return 1
 	}
 	return 8
-}
-
-// FormatBytes writes a number of bytes in words, with one decimal: "512 bytes", "1.5 GB"
-// (decimal units, as file managers show them).
-func FormatBytes(n int64) string {
-	switch {
-	case n < 1000:
-		return fmt.Sprintf("%d bytes", n)
-	case n < 1e6:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	case n < 1e9:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	}
-	return fmt.Sprintf("%.1f GB", float64(n)/1e9)
 }

@@ -379,14 +379,6 @@ func TestLoadImageSizeLimit(t *testing.T) {
 	}
 }
 
-func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 bytes", 999: "999 bytes", 1500: "1.5 kB", 2_400_000: "2.4 MB", 188_743_680_000: "188.7 GB"} {
-		if got := FormatBytes(n); got != want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // TestSquareBytes checks that File.SquareBytes bounds what decoding and squaring really
 // allocate, for the encodings that need the most: progressive and CMYK JPEG, interlaced
 // 16-bit PNG, lossless WebP with alpha, tiled 16-bit TIFF (made with ImageMagick where it

@@ -15,6 +15,7 @@ import (
 	"codeberg.org/sbinet/npyio"
 
 	"github.com/ddpm-studio/ddpm-studio/internal/atomicfile"
+	"github.com/ddpm-studio/ddpm-studio/internal/bytesize"
 )
 
 // WriteNPY writes data as a NumPy .npy file of dtype float32 with the given
@@ -100,7 +101,7 @@ func ReadNPY(path string) (data []float32, shape []int, err error) {
 	}
 	if info.Size() > maxNPYBytes {
 		return nil, nil, fmt.Errorf("read %s: file of %s is larger than the limit of %s for a .npy file",
-			path, FormatBytes(info.Size()), FormatBytes(maxNPYBytes))
+			path, bytesize.Format(info.Size()), bytesize.Format(maxNPYBytes))
 	}
 	hdr, err := readNPYHeader(f, info.Size())
 	if err != nil {

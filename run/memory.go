@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
+	"github.com/ddpm-studio/ddpm-studio/internal/bytesize"
 	"github.com/ddpm-studio/ddpm-studio/internal/sysmem"
 )
 
@@ -11,14 +12,6 @@ import (
 // available, leaving the rest to the process itself (runtime, libraries, scratch) and
 // to the machine. 0 means unknown (then nothing is refused). Tests replace it.
 var available = func() int64 { return sysmem.Available() * 9 / 10 }
-
-// gb formats bytes as gigabytes for messages.
-func gb(b int64) string {
-	if b < 100e6 {
-		return fmt.Sprintf("%.0f MB", float64(b)/1e6)
-	}
-	return fmt.Sprintf("%.1f GB", float64(b)/1e9)
-}
 
 // checkParamMemory refuses, before anything is allocated, a model whose parameters
 // alone (weights, gradients, Adam's two moments, the EMA: five float32 copies) do not
@@ -31,7 +24,7 @@ func checkParamMemory(cfg compute.Config) error {
 	need, avail := 5*4*n, available()
 	if avail > 0 && need > avail {
 		return fmt.Errorf("the model (%s) has %s parameters and training it needs at least %s of memory, but %s is available: choose a smaller model (--ch, --ch-mult, --res-blocks)",
-			cfg, thousands(n), gb(need), gb(avail))
+			cfg, thousands(n), bytesize.Format(need), bytesize.Format(avail))
 	}
 	return nil
 }
@@ -53,7 +46,7 @@ func checkTrainMemory(net *compute.UNet, batch int) error {
 	if err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("training %s at batch %d needs about %s of memory, and %s is available", net.Config, batch, gb(need), gb(avail))
+	msg := fmt.Sprintf("training %s at batch %d needs about %s of memory, and %s is available", net.Config, batch, bytesize.Format(need), bytesize.Format(avail))
 	if fits == 0 {
 		return fmt.Errorf("%s; not even batch 1 fits: choose a smaller model or image size", msg)
 	}
@@ -83,7 +76,7 @@ func checkSampleMemory(net *compute.UNet, n int) error {
 		fits = (avail - pass) / per
 	}
 	return fmt.Errorf("%d images of %d×%d×%d need about %s of memory, and %s is available: ask for at most %d",
-		n, cfg.Resolution, cfg.Resolution, cfg.InChannels, gb(int64(min(need, 9e18))), gb(avail), fits)
+		n, cfg.Resolution, cfg.Resolution, cfg.InChannels, bytesize.Format(int64(min(need, 9e18))), bytesize.Format(avail), fits)
 }
 
 // CheckEval refuses to run the network on n images at once (as the denoise command does)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
+	"github.com/ddpm-studio/ddpm-studio/internal/bytesize"
 	"github.com/ddpm-studio/ddpm-studio/weights"
 )
 
@@ -168,7 +169,7 @@ func checkFileMemory(src string) error {
 		return fmt.Errorf("weights %s: %w", src, err)
 	}
 	if 2*size > avail {
-		return fmt.Errorf("weights %s: %s of files, and reading them needs about twice that while %s is available", src, gb(size), gb(avail))
+		return fmt.Errorf("weights %s: %s of files, and reading them needs about twice that while %s is available", src, bytesize.Format(size), bytesize.Format(avail))
 	}
 	return nil
 }
