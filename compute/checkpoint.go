@@ -635,7 +635,7 @@ func SaveCheckpoint(runDir string, t *Trainer, extra json.RawMessage) (string, [
 	if err := os.Rename(tmp, final); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(root); err != nil {
+	if err := atomicfile.SyncDir(root); err != nil {
 		return fail(err)
 	}
 	rotate(runDir, t.Step)
@@ -801,13 +801,4 @@ func moveAside(dir string) (string, error) {
 	}
 	return fmt.Sprintf("%s already existed and is kept as %s, which is never removed automatically: delete it once you no longer need it (%s)",
 		dir, filepath.Base(aside), state), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -311,7 +311,7 @@ func WriteDiffusers(dir string, m *Model) (err error) {
 		}
 	}
 	for _, d := range []string{"unet", "scheduler", "."} {
-		if err := syncDir(filepath.Join(tmp, d)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Join(tmp, d)); err != nil {
 			return err
 		}
 	}
@@ -321,7 +321,7 @@ func WriteDiffusers(dir string, m *Model) (err error) {
 	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
-	return syncDir(parent)
+	return atomicfile.SyncDir(parent)
 }
 
 func jsonWriter(v any) func(io.Writer) error {
@@ -353,15 +353,6 @@ func writeSynced(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // f32view lets float32 data be written as a safetensors F32 tensor.

@@ -51,14 +51,15 @@ func WriteFile(path string, write func(w io.Writer) error) (err error) {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("write %s: sync directory: %w", path, err)
 	}
 	return nil
 }
 
-// syncDir flushes the directory entry changes of dir to disk.
-func syncDir(dir string) error {
+// SyncDir flushes the directory entry changes of dir (files created, renamed or removed
+// in it) to disk.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
