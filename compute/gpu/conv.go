@@ -151,7 +151,9 @@ func (c Conv) GradW(be Backend, dw, x, dy, scratch Ptr, imgs int) error {
 }
 
 // GradB computes db, the sums of dy over images and pixels.
-func (c Conv) GradB(be Backend, db, dy Ptr) error { return ChannelSums(be, db, dy, c.N, c.Cout, c.ohw()) }
+func (c Conv) GradB(be Backend, db, dy Ptr) error {
+	return ChannelSums(be, db, dy, c.N, c.Cout, c.ohw())
+}
 
 // im2col fills the column matrix of images n0..n0+imgs−1 (see conv.cu): row stride ld,
 // image stride bstride.
