@@ -181,6 +181,9 @@ func (u *UNet) data() [][]float32 {
 // The directory is filled under a temporary name, synced and renamed, so a checkpoint
 // either exists whole or not at all; older checkpoints beyond the last two are removed.
 func SaveCheckpoint(runDir string, t *Trainer, extra json.RawMessage) (string, error) {
+	if err := t.SyncHost(); err != nil {
+		return "", fmt.Errorf("save checkpoint: %w", err)
+	}
 	root := filepath.Join(runDir, checkpoints)
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("save checkpoint: %w", err)

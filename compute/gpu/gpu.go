@@ -73,6 +73,22 @@ func Download(be Backend, dst []float32, src Ptr) error {
 	return be.CopyOut(unsafe.Pointer(unsafe.SliceData(dst)), src, 4*int64(len(dst)))
 }
 
+// UploadWords copies 8-byte words (addresses, sizes) to the device at dst.
+func UploadWords(be Backend, dst Ptr, src []uint64) error {
+	if len(src) == 0 {
+		return nil
+	}
+	return be.CopyIn(dst, unsafe.Pointer(unsafe.SliceData(src)), 8*int64(len(src)))
+}
+
+// DownloadWords copies len(dst) 8-byte words from the device at src.
+func DownloadWords(be Backend, dst []uint64, src Ptr) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	return be.CopyOut(unsafe.Pointer(unsafe.SliceData(dst)), src, 8*int64(len(dst)))
+}
+
 // Threads is the block size of the elementwise kernels.
 const Threads = 256
 
