@@ -76,7 +76,7 @@ func OpenDevice(name string) (d *Device, note string, err error) {
 		if name == DeviceCUDA {
 			return nil, "", fmt.Errorf("cannot use the GPU: %w", err)
 		}
-		return CPU(), fmt.Sprintf("no GPU used (%v); running on the CPU", err), nil
+		return CPU(), fmt.Sprintf("no GPU: %v; running on the CPU", err), nil
 	}
 	return &Device{kind: DeviceCUDA, desc: desc, be: be, scratchBudget: defaultScratch, close: closeFn}, "", nil
 }

@@ -167,7 +167,7 @@ func TestDropoutMaskMatchesGoPCG(t *testing.T) {
 func TestEmulatorReportsBadLaunch(t *testing.T) {
 	e := NewEmulator()
 	defer e.Close()
-	if err := e.Launch(&gpu.Kernels[0], gpu.Dim3{1, 1, 1}, gpu.Dim3{2048, 1, 1}, []uint64{0, 0, 0}); err != nil {
+	if err := e.Launch(&gpu.Kernels[0], gpu.Dim3{X: 1, Y: 1, Z: 1}, gpu.Dim3{X: 2048, Y: 1, Z: 1}, []uint64{0, 0, 0}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Sync(); err == nil || !strings.Contains(err.Error(), "bad launch") {
