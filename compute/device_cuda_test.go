@@ -3,16 +3,34 @@
 package compute
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ddpm-studio/ddpm-studio/compute/cuda"
 )
 
-// The GPU, where this machine has one the driver can use, joins the test devices.
+// The GPU, where this machine has one the driver can use, joins the test devices: with
+// its matrix products in cuBLAS (where a cuBLAS is found) and in the sgemm kernel.
 func init() {
-	extraDevices = append(extraDevices, deviceCase{"cuda", cudaTestDevice})
+	extraDevices = append(extraDevices,
+		deviceCase{"cuda", func(t testing.TB) *Device { return cudaGEMM(t, true) }},
+		deviceCase{"cuda-sgemm", func(t testing.TB) *Device { return cudaGEMM(t, false) }})
+}
+
+// cudaGEMM is the GPU with its matrix products in cuBLAS or in the sgemm kernel; the
+// test is skipped where cuBLAS is asked for and was not found.
+func cudaGEMM(t testing.TB, cublas bool) *Device {
+	d := cudaTestDevice(t)
+	b := d.be.(*cuda.Backend)
+	if b.UseCuBLAS(cublas) != cublas {
+		t.Skip("no cuBLAS on this machine")
+	}
+	t.Cleanup(func() { b.UseCuBLAS(true) })
+	return d
 }
 
 var (
@@ -48,6 +66,13 @@ func TestOpenDeviceSaysWhy(t *testing.T) {
 		t.Fatalf("auto: %v", err)
 	}
 	_, _, cerr := OpenDevice(DeviceCUDA)
+	if os.Getenv("DDPM_GPU_TABLE") != "" { // the device line of scripts/gpu-check.sh
+		if d.IsGPU() {
+			fmt.Printf("DEVICE|GPU: %s\n", d)
+		} else {
+			fmt.Printf("DEVICE|%s\n", note)
+		}
+	}
 	if d.IsGPU() {
 		t.Logf("GPU: %s", d)
 		if !strings.HasPrefix(d.String(), "CUDA: ") || strings.Contains(d.String(), "\n") || note != "" {
@@ -58,7 +83,7 @@ func TestOpenDeviceSaysWhy(t *testing.T) {
 		}
 		return
 	}
-	t.Logf("no GPU: %s", note)
+	t.Log(note)
 	if note == "" || strings.Contains(note, "\n") || !strings.Contains(note, "running on the CPU") {
 		t.Errorf("auto without a GPU: note %q", note)
 	}

@@ -1,6 +1,8 @@
 package compute
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -63,6 +66,24 @@ func testDevices() []deviceCase {
 
 // extraDevices is set by device_cuda_test.go.
 var extraDevices []deviceCase
+
+// row reports one compared quantity: an error above tol fails the test. With
+// DDPM_GPU_TABLE set (scripts/gpu-check.sh) it also prints a GPUCHECK line for the
+// script's table: section, device, what, error, tolerance, verdict.
+func row(t *testing.T, section, device, what string, err, tol float64) {
+	t.Helper()
+	ok := err <= tol && !math.IsNaN(err)
+	verdict := "ok"
+	if !ok {
+		verdict = "FAIL"
+		t.Errorf("%s %s %s: max rel err %.2e > %.0e", section, device, what, err, tol)
+	}
+	if os.Getenv("DDPM_GPU_TABLE") != "" {
+		fmt.Printf("GPUCHECK|%s|%s|%s|%.2e|%.0e|%s\n", section, device, what, err, tol, verdict)
+	} else if testing.Verbose() {
+		t.Logf("%-8s %-10s %-48s max rel err %.2e (tol %.0e)", section, device, what, err, tol)
+	}
+}
 
 // relErr is max|got − want| / max|want| (0 when both are zero; +Inf for NaN).
 func relErr(got, want []float32) float64 {
@@ -244,17 +265,14 @@ func runOpCase(t *testing.T, c opCase, dev *Device) []opResult {
 // each test device against the CPU, and fails above opTol.
 func TestDeviceOpsMatchCPU(t *testing.T) {
 	for _, dc := range testDevices() {
-		dev := dc.dev(t)
-		for _, c := range opCases() {
-			for _, r := range runOpCase(t, c, dev) {
-				line := fmt.Sprintf("%-10s %-32s %-8s max rel err %.2e (tol %.0e)", dc.name, c.name, r.what, r.err, opTol)
-				if r.err > opTol {
-					t.Error(line)
-				} else if testing.Verbose() || os.Getenv("DDPM_GPU_TABLE") != "" {
-					t.Log(line)
+		t.Run(dc.name, func(t *testing.T) {
+			dev := dc.dev(t)
+			for _, c := range opCases() {
+				for _, r := range runOpCase(t, c, dev) {
+					row(t, "op", dc.name, c.name+": "+r.what, r.err, opTol)
 				}
 			}
-		}
+		})
 	}
 }
 
@@ -342,7 +360,7 @@ func deviceMasks(t *testing.T, tr *Trainer, n int) [][]float32 {
 func TestDeviceTrainStepMatchesCPU(t *testing.T) {
 	cfg, _ := PresetConfig("tiny")
 	for _, dc := range testDevices() {
-		checkTrainStep(t, dc.name, dc.dev(t), cfg, 3)
+		t.Run(dc.name, func(t *testing.T) { checkTrainStep(t, dc.name, dc.dev(t), cfg, 3) })
 	}
 }
 
@@ -432,12 +450,7 @@ func checkTrainStep(t *testing.T, name string, dev *Device, cfg Config, n int) {
 	cpu, dt := trainPair(t, dev, cfg)
 	shape := shapeFor(cfg, n)
 	report := func(what string, err, tol float64) {
-		line := fmt.Sprintf("%-10s %-8s %-44s max rel err %.2e (tol %.0e)", name, cfg.String()[:5], what, err, tol)
-		if err > tol || math.IsNaN(err) {
-			t.Error(line)
-		} else if testing.Verbose() || os.Getenv("DDPM_GPU_TABLE") != "" {
-			t.Log(line)
-		}
+		row(t, "net", name, fmt.Sprintf("%dx%dx%d ch%d b%d: %s", cfg.Resolution, cfg.Resolution, cfg.InChannels, cfg.Ch, n, what), err, tol)
 	}
 	real := make([]bool, len(cpu.Net.Params)) // gradient above rounding noise at every step
 	track := make([][]bool, len(cpu.Net.Params))
@@ -623,4 +636,273 @@ func mustPreset(t *testing.T, name string) Config {
 
 func shapeFor(cfg Config, n int) diffusion.Shape {
 	return diffusion.Shape{N: n, C: cfg.InChannels, H: cfg.Resolution, W: cfg.Resolution}
+}
+
+// TestDevicePlanNeverOverlaps checks the device plan of the tiny U-Net's training graph
+// (and a forward graph): no two spans of the arena that are alive at the same step share
+// a float, every span lies inside the arena, each value's slot is its span's offset, and
+// a reshape's slot is the memory of the value it views. It also reports the arena next
+// to the CPU program's: the device plan reuses its lifetime placement.
+func TestDevicePlanNeverOverlaps(t *testing.T) {
+	net := tinyNet(t, 0.1)
+	for _, train := range []bool{true, false} {
+		f, err := net.buildGraph(4, train, nil, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs := append([]*G.Node{f.x, f.temb}, f.masks...)
+		keep := []*G.Node{f.out}
+		if train {
+			inputs = append(inputs, f.eps)
+			keep = append(append(keep, f.loss), f.grads...)
+		}
+		p, err := newDevPlan(f.g, net.Params, inputs, keep, smallScratch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, a := range p.spans {
+			ea := p.offs[i] + (a.size+arenaAlign-1)/arenaAlign*arenaAlign
+			if ea > p.arena {
+				t.Fatalf("span %d ends at %d, past the arena of %d", i, ea, p.arena)
+			}
+			for j := i + 1; j < len(p.spans); j++ {
+				b := p.spans[j]
+				if a.hi < b.lo || b.hi < a.lo {
+					continue
+				}
+				if p.offs[i] < p.offs[j]+b.size && p.offs[j] < p.offs[i]+a.size {
+					t.Fatalf("spans %d [%d,%d] and %d [%d,%d] are alive together and overlap", i, a.lo, a.hi, j, b.lo, b.hi)
+				}
+			}
+		}
+		scratch := 0
+		for _, st := range p.steps {
+			if st.scratch > 0 {
+				scratch++
+			}
+		}
+		for i, s := range p.slots {
+			if s.kind == slotView {
+				r := p.viewRoot(i)
+				if p.slots[r].kind == slotView || p.nodes[i].Shape().TotalSize() != p.nodes[r].Shape().TotalSize() {
+					t.Fatalf("view %v of %v", p.nodes[i], p.nodes[r])
+				}
+			}
+		}
+		t.Logf("train %v: device arena %.2f MB (%d steps with scratch), CPU program's arena %.2f MB, constants %d floats",
+			train, 4*float64(p.arena)/1e6, scratch, float64(f.prog.arena)/1e6, len(p.consts))
+		if train && scratch == 0 {
+			t.Error("no step has scratch: the convolutions' column matrices are not planned")
+		}
+	}
+}
+
+// TestDeviceInterruptLeavesStateUntouched interrupts device training steps before they
+// start and in the middle of their launches, and checks that the interrupted steps left
+// no trace: the trainer then takes the same steps, bit for bit on the emulator, as one
+// that was never interrupted (weights, moments, EMA, step count and dropout stream).
+func TestDeviceInterruptLeavesStateUntouched(t *testing.T) {
+	cfg := mustPreset(t, "tiny")
+	dev := emulatedDevice(t, smallScratch)
+	_, ref := trainPair(t, dev, cfg)
+	_, tr := trainPair(t, dev, cfg)
+	shape := shapeFor(cfg, 2)
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{10, 900}
+	if _, err := ref.TrainStep(x, ts, eps, shape); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.TrainStep(x, ts, eps, shape); err != nil {
+		t.Fatal(err)
+	}
+	tr.Interrupt()
+	if _, err := tr.TrainStep(x, ts, eps, shape); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted before the step: %v", err)
+	}
+	interrupted := 1
+	for _, after := range []time.Duration{300 * time.Millisecond, 900 * time.Millisecond} {
+		timer := time.AfterFunc(after, tr.Interrupt)
+		_, err := tr.TrainStep(x, ts, eps, shape)
+		timer.Stop()
+		switch {
+		case errors.Is(err, ErrInterrupted):
+			interrupted++
+		case err != nil:
+			t.Fatal(err)
+		default:
+			if _, err := ref.TrainStep(x, ts, eps, shape); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr.stop.Store(false)
+	}
+	for range 2 {
+		a, err := ref.TrainStep(x, ts, eps, shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := tr.TrainStep(x, ts, eps, shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Fatalf("after interrupted steps: %+v, uninterrupted %+v", b, a)
+		}
+	}
+	t.Logf("%d of 3 steps interrupted", interrupted)
+	if interrupted < 2 {
+		t.Error("no step was interrupted in the middle")
+	}
+	sameState(t, ref, tr)
+}
+
+// sameState requires two trainers' weights, moments, EMA, step and dropout stream to be
+// identical.
+func sameState(t *testing.T, a, b *Trainer) {
+	t.Helper()
+	if err := a.SyncHost(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SyncHost(); err != nil {
+		t.Fatal(err)
+	}
+	if a.Step != b.Step || *a.rng != *b.rng {
+		t.Fatalf("step %d vs %d, or the dropout streams differ", a.Step, b.Step)
+	}
+	for _, c := range []struct {
+		what string
+		x, y [][]float32
+	}{{"weights", a.Net.data(), b.Net.data()}, {"m", a.M, b.M}, {"v", a.V, b.V}, {"EMA", a.EMA, b.EMA}} {
+		for i := range c.x {
+			for j := range c.x[i] {
+				if math.Float32bits(c.x[i][j]) != math.Float32bits(c.y[i][j]) {
+					t.Fatalf("%s of %s differ", c.what, a.Net.Params[i].Name)
+				}
+			}
+		}
+	}
+}
+
+// TestDeviceRefusesNonFiniteStep: a NaN weight (the loss is NaN) and a learning rate
+// that makes the update overflow are refused by the device trainer with an error that
+// says so, and leave its state and dropout stream as they were.
+func TestDeviceRefusesNonFiniteStep(t *testing.T) {
+	cfg := mustPreset(t, "tiny")
+	dev := emulatedDevice(t, smallScratch)
+	shape := shapeFor(cfg, 2)
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{10, 900}
+	for _, c := range []struct {
+		name  string
+		spoil func(tr *Trainer)
+		want  string
+	}{
+		{"NaN weight", func(tr *Trainer) { tr.Net.Params[0].Data[0] = float32(math.NaN()) }, "loss is NaN"},
+		{"overflowing update", func(tr *Trainer) { tr.Optim.LR = 1e39 }, "overflow to Inf or NaN"}, // a step beyond float32
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, ref := trainPair(t, dev, cfg)
+			_, tr := trainPair(t, dev, cfg)
+			for _, r := range []*Trainer{ref, tr} {
+				if err := r.SetDevice(nil); err != nil {
+					t.Fatal(err)
+				}
+				c.spoil(r)
+				if err := r.SetDevice(dev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := tr.TrainStep(x, ts, eps, shape)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one that says %q", err, c.want)
+			}
+			t.Log(err)
+			sameState(t, ref, tr)
+		})
+	}
+}
+
+// TestDeviceCheckpointsMoveBetweenDevices: a trainer on the device saves a checkpoint
+// (SaveCheckpoint copies its state back first); loaded on the CPU it holds exactly the
+// device's state; moved to the device again it takes the next step exactly as the
+// trainer that never left it; and moving a CPU trainer to the device and back changes
+// nothing.
+func TestDeviceCheckpointsMoveBetweenDevices(t *testing.T) {
+	cfg := mustPreset(t, "tiny")
+	dev := emulatedDevice(t, smallScratch)
+	_, tr := trainPair(t, dev, cfg)
+	shape := shapeFor(cfg, 2)
+	x, eps, ts := randn(shape.Size(), 1), randn(shape.Size(), 2), []int{10, 900}
+	if _, err := tr.TrainStep(x, ts, eps, shape); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path, err := SaveCheckpoint(dir, tr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, _, err := LoadCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	sameState(t, tr, loaded) // loaded is on the CPU
+	cpuCopy, _, err := LoadCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpuCopy.Close()
+	if err := cpuCopy.SetDevice(dev); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpuCopy.SetDevice(nil); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, loaded, cpuCopy)
+	if err := loaded.SetDevice(dev); err != nil {
+		t.Fatal(err)
+	}
+	a, err := tr.TrainStep(x, ts, eps, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := loaded.TrainStep(x, ts, eps, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Fatalf("step after the round trip: %+v, without it %+v", b, a)
+	}
+	sameState(t, tr, loaded)
+}
+
+// TestDevicePredictEpsInChunks runs PredictEps for more images than MaxBatch on the
+// device (chunks of 2, 2 and 1) against the CPU, and stops at a cancelled context.
+func TestDevicePredictEpsInChunks(t *testing.T) {
+	cfg := mustPreset(t, "tiny")
+	cpu, err := NewUNet(cfg, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeWeights(cpu, 4)
+	dn := cpu.WithWeights(cpu.data())
+	cpu.MaxBatch, dn.MaxBatch = 2, 2
+	if err := dn.SetDevice(emulatedDevice(t, smallScratch)); err != nil {
+		t.Fatal(err)
+	}
+	defer dn.Close()
+	shape := shapeFor(cfg, 5)
+	x, ts := randn(shape.Size(), 8), []int{0, 250, 500, 750, 999}
+	want, err := cpu.PredictEps(t.Context(), x, ts, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dn.PredictEps(t.Context(), x, ts, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row(t, "net", "emulator", "PredictEps in chunks of 2", relErr(got, want), netTol)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := dn.PredictEps(ctx, x, ts, shape); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
+	}
 }

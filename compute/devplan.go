@@ -31,6 +31,8 @@ type devPlan struct {
 	consts  []float32 // constant values, packed
 	inputs  []int     // nodes fed from the host or the trainer: x, temb, eps, dropout masks
 	nparams int       // floats of the parameters
+	spans   []span    // what was placed in the arena: each value and each step's scratch
+	offs    []int     // the offset of each span
 }
 
 // slotKind says where a value lives.
@@ -171,7 +173,7 @@ func newDevPlan(g *G.ExprGraph, params []*Param, inputs []*G.Node, keep []*G.Nod
 		owner = append(owner, st.node)
 	}
 	offs, total := placeSpans(spans)
-	p.arena = total
+	p.arena, p.spans, p.offs = total, spans, offs
 	for j, o := range owner {
 		if o < 0 {
 			p.steps[-o-1].scrOff = offs[j]

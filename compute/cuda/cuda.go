@@ -230,6 +230,13 @@ func (b *Backend) PeakBytes() int64 {
 	return b.peak
 }
 
+// ResetPeak makes PeakBytes count from the memory allocated now.
+func (b *Backend) ResetPeak() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.peak = b.bytes
+}
+
 // UseCuBLAS makes matrix products run in cuBLAS (on, where it was found) or in the
 // sgemm kernel, and reports whether they run in cuBLAS (for scripts/gpu-check.sh, which
 // checks both).
