@@ -639,9 +639,10 @@ func shapeFor(cfg Config, n int) diffusion.Shape {
 }
 
 // TestDevicePlanNeverOverlaps checks the device plan of the tiny U-Net's training graph
-// (and a forward graph): no two spans of the arena that are alive at the same step share
-// a float, every span lies inside the arena, each value's slot is its span's offset, and
-// a reshape's slot is the memory of the value it views. It also reports the arena next
+// (and a forward graph): every value's span in the arena covers the steps that read it
+// (through views too) and each step's scratch covers its step; no two spans alive at the
+// same step share a float; every span lies inside the arena; a reshape's slot is the
+// memory of the value it views. It also reports the arena next
 // to the CPU program's: the device plan reuses its lifetime placement.
 func TestDevicePlanNeverOverlaps(t *testing.T) {
 	net := tinyNet(t, 0.1)
@@ -675,10 +676,26 @@ func TestDevicePlanNeverOverlaps(t *testing.T) {
 				}
 			}
 		}
+		spanOf := map[int]span{}
+		for k, o := range p.owner {
+			spanOf[o] = p.spans[k]
+		}
 		scratch := 0
-		for _, st := range p.steps {
+		for k, st := range p.steps {
 			if st.scratch > 0 {
 				scratch++
+				if sp := spanOf[-(k + 1)]; sp.lo > st.node || sp.hi < st.node {
+					t.Fatalf("the scratch of step %d (node %d) lives over [%d,%d]", k, st.node, sp.lo, sp.hi)
+				}
+			}
+			for _, c := range append([]int{st.node}, st.in...) {
+				r := p.viewRoot(c)
+				if p.slots[r].kind != slotArena {
+					continue
+				}
+				if sp, ok := spanOf[r]; !ok || sp.lo > st.node || sp.hi < st.node {
+					t.Fatalf("node %v, used at step %d (node %d), lives over [%d,%d]", p.nodes[r], k, st.node, sp.lo, sp.hi)
+				}
 			}
 		}
 		for i, s := range p.slots {

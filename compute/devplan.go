@@ -33,6 +33,7 @@ type devPlan struct {
 	nparams int       // floats of the parameters
 	spans   []span    // what was placed in the arena: each value and each step's scratch
 	offs    []int     // the offset of each span
+	owner   []int     // the node of each span, or −(k+1) for step k's scratch
 }
 
 // slotKind says where a value lives.
@@ -173,7 +174,7 @@ func newDevPlan(g *G.ExprGraph, params []*Param, inputs []*G.Node, keep []*G.Nod
 		owner = append(owner, st.node)
 	}
 	offs, total := placeSpans(spans)
-	p.arena, p.spans, p.offs = total, spans, offs
+	p.arena, p.spans, p.offs, p.owner = total, spans, offs, owner
 	for j, o := range owner {
 		if o < 0 {
 			p.steps[-o-1].scrOff = offs[j]
