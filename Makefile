@@ -111,7 +111,8 @@ cuda-deps:
 	@missing=$$(for p in $(CUDA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		if ! apt-cache policy nvidia-cuda-dev 2>/dev/null | grep -q Candidate:.*[0-9]; then \
+		set -- $$missing; \
+		if ! apt-cache policy $$1 2>/dev/null | grep -q 'Candidate:.*[0-9]'; then \
 			printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: contrib non-free non-free-firmware\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
 				| $$SUDO tee $(NONFREE_SOURCES) >/dev/null; \
 		fi; \
