@@ -711,6 +711,34 @@ func TestDevicePlanNeverOverlaps(t *testing.T) {
 		if train && scratch == 0 {
 			t.Error("no step has scratch: the convolutions' column matrices are not planned")
 		}
+
+	}
+}
+
+// TestDeviceTrainBytesIsWhatIsAllocated compares DeviceTrainBytes, computed without
+// allocating, with the memory a device trainer holds once its graph for that batch is
+// built (the emulator rounds every allocation up to 256 bytes).
+func TestDeviceTrainBytesIsWhatIsAllocated(t *testing.T) {
+	e := kernels.NewEmulator()
+	defer e.Close()
+	dev := newBackendDevice("emulator", e, smallScratch)
+	net := tinyNet(t, 0.1)
+	want, err := net.DeviceTrainBytes(dev, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTrainer(net, DefaultOptim(), 1)
+	defer tr.Close()
+	if err := tr.SetDevice(dev); err != nil {
+		t.Fatal(err)
+	}
+	prep, err := tr.Prepare(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := 20 + 3 + len(tr.dev.train[3].inputs) // upper bound on the number of buffers
+	if e.Bytes < want || e.Bytes > want+256*int64(allocs) || prep != want {
+		t.Errorf("DeviceTrainBytes %d, Prepare %d, allocated %d", want, prep, e.Bytes)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"math"
 	"sort"
 
+	G "gorgonia.org/gorgonia"
+
 	"github.com/ddpm-studio/ddpm-studio/compute/gpu"
 	"github.com/ddpm-studio/ddpm-studio/diffusion"
 )
@@ -235,3 +237,28 @@ func (dt *devTrainer) step(t *Trainer, xt []float32, ts []int, eps []float32, sh
 
 // param returns the parameter that holds flat index i.
 func (l devParams) param(i int) int { return sort.SearchInts(l.offs, i+1) - 1 }
+
+// DeviceTrainBytes is the device memory that training this model at batch n on d needs:
+// the plan of its training graph (arena, constants, inputs), the weights, gradients,
+// Adam's moments and the EMA as flat arrays, and the small buffers. Nothing is
+// allocated; compare it with d.MemInfo's free memory before the first step.
+func (u *UNet) DeviceTrainBytes(d *Device, n int) (int64, error) {
+	if n < 1 {
+		return 0, fmt.Errorf("batch %d: must be at least 1", n)
+	}
+	f, err := u.buildGraph(n, true, nil, true)
+	if err != nil {
+		return 0, err
+	}
+	inputs := append([]*G.Node{f.x, f.temb, f.eps}, f.masks...)
+	keep := append([]*G.Node{f.out, f.loss}, f.grads...)
+	budget := int64(defaultScratch)
+	if d != nil && d.scratchBudget > 0 {
+		budget = d.scratchBudget
+	}
+	p, err := newDevPlan(f.g, u.Params, inputs, keep, budget)
+	if err != nil {
+		return 0, err
+	}
+	return p.bytes() + 5*4*int64(p.nparams) + 4*smallFloats + 24*int64(len(u.Params)), nil
+}

@@ -69,7 +69,8 @@ func (t *Trainer) PredictEps(ctx context.Context, xt []float32, ts []int, shape 
 	return t.Net.PredictEps(ctx, xt, ts, shape)
 }
 
-// EMANet returns a UNet that reads the EMA weights (live: later steps update it).
+// EMANet returns a UNet that reads the EMA weights (live: later steps update it). On a
+// device it reads them there, and may be used until the trainer is closed or moved.
 func (t *Trainer) EMANet() *UNet {
 	if t.dev != nil {
 		return t.emaNetDevice(t.Net.WithWeights(t.EMA))
