@@ -28,7 +28,9 @@ func gpuCheck(t *testing.T) *Device {
 	if os.Getenv("DDPM_GPU_CHECK") == "" {
 		t.Skip("set DDPM_GPU_CHECK=1 (scripts/gpu-check.sh) to run the checks on the GPU")
 	}
-	return cudaGEMM(t, true)
+	d := cudaTestDevice(t)
+	d.be.(*cuda.Backend).UseCuBLAS(true) // where none was found, the sgemm kernel (the device line says so)
+	return d
 }
 
 // perf prints a GPUCHECK line of a measurement (no tolerance).
