@@ -564,6 +564,9 @@ func SaveCheckpoint(runDir string, t *Trainer, extra json.RawMessage) (string, [
 	fail := func(err error) (string, []string, error) {
 		return "", nil, fmt.Errorf("save checkpoint %s: %w", final, err)
 	}
+	if err := t.SyncHost(); err != nil { // a device trainer's state comes back to the host slices
+		return fail(err)
+	}
 	net := t.Net
 	var tensors []savedTensor
 	for i, p := range net.Params {

@@ -43,4 +43,11 @@
 //     resumed run is bit-identical to an uninterrupted one.
 //   - A checkpoint is a directory written under a temporary name, synced and
 //     renamed (checkpoints/step-NNNNNNNN); the last two are kept.
+//   - A UNet or Trainer runs on the CPU until SetDevice moves it to a GPU (OpenDevice;
+//     package compute/cuda in builds with -tags ddpmcuda). The device runs the same
+//     compiled graphs (devplan.go lowers them to package gpu's kernels, with an arena
+//     planned from lifetimes like exec.go's) and the whole training step; the host
+//     slices (Params, M, V, EMA) are brought up to date by SyncHost, which
+//     SaveCheckpoint calls, so checkpoints do not depend on the device. The device tests
+//     run the kernels on a CPU emulator of the same sources where there is no GPU.
 package compute

@@ -137,21 +137,40 @@ func plannable(n *G.Node) bool {
 }
 
 // placeByLifetime assigns every planned node an offset in one arena so that no
-// two values alive at the same time overlap: greedy by size, largest first, each
-// at the lowest offset that fits between the values already placed. Node i is
-// alive from step i to step last[i]. It returns the offsets (in float32s) and the
-// arena's length.
+// two values alive at the same time overlap (placeSpans). Node i is alive from step i
+// to step last[i]. It returns the offsets (in float32s) and the arena's length.
 func placeByLifetime(nodes []*G.Node, planned []bool, last []int) ([]int, int) {
-	type item struct{ i, lo, hi, size, off int }
-	var items []item
+	var spans []span
+	var which []int
 	for i, ok := range planned {
 		if ok {
-			size := (nodes[i].Shape().TotalSize() + arenaAlign - 1) / arenaAlign * arenaAlign
-			items = append(items, item{i: i, lo: i, hi: last[i], size: size})
+			spans = append(spans, span{lo: i, hi: last[i], size: nodes[i].Shape().TotalSize()})
+			which = append(which, i)
 		}
 	}
-	slices.SortStableFunc(items, func(a, b item) int { return b.size - a.size })
+	offs, total := placeSpans(spans)
 	offsets := make([]int, len(nodes))
+	for k, i := range which {
+		offsets[i] = offs[k]
+	}
+	return offsets, total
+}
+
+// span is a value alive from step lo to step hi (inclusive) of size floats.
+type span struct{ lo, hi, size int }
+
+// placeSpans assigns every span an offset in one arena so that no two spans alive at
+// the same time overlap: greedy by size, largest first, each at the lowest offset that
+// fits between the spans already placed; sizes are rounded up to arenaAlign. It
+// returns the offsets (in float32s, in the order of spans) and the arena's length.
+func placeSpans(spans []span) ([]int, int) {
+	type item struct{ i, lo, hi, size, off int }
+	items := make([]item, len(spans))
+	for i, s := range spans {
+		items[i] = item{i: i, lo: s.lo, hi: s.hi, size: (s.size + arenaAlign - 1) / arenaAlign * arenaAlign}
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return b.size - a.size })
+	offsets := make([]int, len(spans))
 	total := 0
 	var placed []item // sorted by offset
 	for _, it := range items {

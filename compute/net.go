@@ -22,6 +22,7 @@ type UNet struct {
 
 	byName map[string]*Param
 	eval   map[int]*forward // forward graphs without dropout, by batch size
+	dev    *devNet          // forward passes on a device (SetDevice); nil on the CPU
 }
 
 // forward is a compiled graph for one batch size.
@@ -79,9 +80,13 @@ func (u *UNet) WithWeights(data [][]float32) *UNet {
 	return v
 }
 
-// Close releases the compiled graphs.
+// Close releases the compiled graphs (and the network's device memory).
 func (u *UNet) Close() {
 	clear(u.eval)
+	if u.dev != nil {
+		u.dev.close()
+		u.dev = nil
+	}
 }
 
 // build compiles the network for batch size n, with dropout and gradients when train is set.
@@ -159,6 +164,12 @@ func (u *UNet) PredictEps(ctx context.Context, xt []float32, t []int, shape diff
 	}
 	per := shape.C * shape.H * shape.W
 	out := make([]float32, len(xt))
+	if u.dev != nil {
+		if err := u.predictDevice(ctx, xt, t, out, per); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	for lo := 0; lo < shape.N; lo += u.MaxBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -42,6 +42,7 @@ type Trainer struct {
 	rng   *rand.PCG   // dropout masks
 	train map[int]*forward
 	stop  atomic.Bool // set by Interrupt
+	dev   *devTrainer // the state on a device (SetDevice); nil on the CPU
 }
 
 // ErrInterrupted is returned by TrainStep when Interrupt abandoned the step.
@@ -72,8 +73,14 @@ func (t *Trainer) PredictEps(ctx context.Context, xt []float32, ts []int, shape 
 	return t.Net.PredictEps(ctx, xt, ts, shape)
 }
 
-// EMANet returns a UNet that reads the EMA weights (live: later steps update it).
-func (t *Trainer) EMANet() *UNet { return t.Net.WithWeights(t.EMA) }
+// EMANet returns a UNet that reads the EMA weights (live: later steps update it). On a
+// device it reads them there, and may be used until the trainer is closed or moved.
+func (t *Trainer) EMANet() *UNet {
+	if t.dev != nil {
+		return t.emaNetDevice(t.Net.WithWeights(t.EMA))
+	}
+	return t.Net.WithWeights(t.EMA)
+}
 
 // LRAt is the learning rate of step (0-based): linear warm-up to LR over Warmup steps.
 func (o OptimConfig) LRAt(step int64) float64 {
@@ -96,6 +103,9 @@ func (o OptimConfig) EMADecayAt(step int64) float64 {
 // it with the memory available before the first step, since running out of memory
 // cannot be recovered from.
 func (t *Trainer) Prepare(n int) (int64, error) {
+	if t.dev != nil {
+		return t.prepareDevice(n)
+	}
 	f, err := t.graph(n)
 	if err != nil {
 		return 0, err
@@ -127,6 +137,9 @@ func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusi
 	}
 	if len(eps) != len(xt) {
 		return diffusion.StepStats{}, fmt.Errorf("eps has %d values, x_t %d", len(eps), len(xt))
+	}
+	if t.dev != nil {
+		return t.dev.step(t, xt, ts, eps, shape)
 	}
 	f, err := t.graph(shape.N)
 	if err != nil {
@@ -353,8 +366,12 @@ func (t *Trainer) RNGState() ([]byte, error) { return t.rng.MarshalBinary() }
 // SetRNGState restores the dropout generator.
 func (t *Trainer) SetRNGState(b []byte) error { return t.rng.UnmarshalBinary(b) }
 
-// Close releases the compiled graphs.
+// Close releases the compiled graphs (and the trainer's device memory).
 func (t *Trainer) Close() {
+	if t.dev != nil {
+		t.dev.close()
+		t.dev = nil
+	}
 	clear(t.train)
 	t.Net.Close()
 }
