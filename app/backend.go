@@ -142,6 +142,9 @@ func trainOptions(req ui.TrainRequest) run.Options {
 		o.Schedule = req.Schedule
 	}
 	o.PreviewEvery = req.PreviewEvery
+	if req.Device != "" {
+		o.Device = req.Device
+	}
 	return o
 }
 
@@ -335,13 +338,21 @@ func uiFrame(f run.Frame) ui.Frame {
 	return ui.Frame{Step: f.Step, Steps: f.Steps, T: f.T, Xt: uiImages(f.Xt), X0: uiImages(f.X0)}
 }
 
-// sample opens a run's model and runs fn on it, passing frames on as the window's.
-func sample(dir string, ema bool, onFrame func(ui.Frame), fn func(m *run.Model, onFrame func(run.Frame)) (run.Images, error)) (ui.Images, error) {
+// sample opens a run's model on device and runs fn on it, passing frames on as the window's.
+func (b *backend) sample(dir string, ema bool, device string, onFrame func(ui.Frame), fn func(m *run.Model, onFrame func(run.Frame)) (run.Images, error)) (ui.Images, error) {
 	m, err := run.OpenModel(dir, ema)
 	if err != nil {
 		return ui.Images{}, err
 	}
 	defer m.Close()
+	note, err := m.Use(device)
+	if err != nil {
+		return ui.Images{}, err
+	}
+	if note != "" {
+		fmt.Fprintln(b.log, "warning:", note)
+	}
+	fmt.Fprintf(b.log, "sampling %s on %s\n", dir, m.Device)
 	x, err := fn(m, func(f run.Frame) { onFrame(uiFrame(f)) })
 	if err != nil {
 		return ui.Images{}, err
@@ -351,7 +362,7 @@ func sample(dir string, ema bool, onFrame func(ui.Frame), fn func(m *run.Model, 
 
 // Sample generates images with a run's newest checkpoint.
 func (b *backend) Sample(ctx context.Context, req ui.SampleRequest, onFrame func(ui.Frame)) (ui.Images, error) {
-	return sample(req.Run, req.EMA, onFrame, func(m *run.Model, on func(run.Frame)) (run.Images, error) {
+	return b.sample(req.Run, req.EMA, req.Device, onFrame, func(m *run.Model, on func(run.Frame)) (run.Images, error) {
 		return m.Sample(ctx, run.SampleOptions{Sampler: req.Sampler, Steps: req.Steps, Eta: req.Eta, Seed: req.Seed, N: req.Count}, on)
 	})
 }
@@ -361,7 +372,7 @@ func (b *backend) Interpolate(ctx context.Context, req ui.InterpRequest, onFrame
 	if req.Count < 2 {
 		return ui.Images{}, errors.New("interpolation needs at least 2 images")
 	}
-	return sample(req.Run, req.EMA, onFrame, func(m *run.Model, on func(run.Frame)) (run.Images, error) {
+	return b.sample(req.Run, req.EMA, req.Device, onFrame, func(m *run.Model, on func(run.Frame)) (run.Images, error) {
 		return m.Interpolate(ctx, req.SeedA, req.SeedB, req.Count, req.Steps, on)
 	})
 }
@@ -398,12 +409,24 @@ func (b *backend) ExportModel(dir, format, out string, ema bool) error {
 	return err
 }
 
-// PassTime measures one network pass over one image of a run's model.
-func (b *backend) PassTime(ctx context.Context, dir string) (time.Duration, error) {
+// PassTime measures one network pass over one image of a run's model on device.
+func (b *backend) PassTime(ctx context.Context, dir, device string) (time.Duration, error) {
 	m, err := run.OpenModel(dir, true)
 	if err != nil {
 		return 0, err
 	}
 	defer m.Close()
+	if _, err := m.Use(device); err != nil {
+		return 0, err
+	}
 	return m.PassTime(ctx)
+}
+
+// Devices names where the network can run: auto, cpu and cuda in a build with CUDA,
+// else the CPU alone.
+func (b *backend) Devices() []string {
+	if compute.CUDABuilt() {
+		return compute.DeviceNames()
+	}
+	return []string{compute.DeviceCPU}
 }

@@ -244,7 +244,7 @@ func TestBackendModels(t *testing.T) {
 			}
 		}
 	}
-	if d, err := b.PassTime(context.Background(), src); err != nil || d <= 0 {
+	if d, err := b.PassTime(context.Background(), src, "cpu"); err != nil || d <= 0 {
 		t.Errorf("pass time %v, %v", d, err)
 	}
 }

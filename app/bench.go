@@ -17,6 +17,7 @@ import (
 // benchCmd is `ddpm-studio bench`.
 type benchCmd struct {
 	modelFlags `embed:""`
+	deviceFlag `embed:""`
 	Batch      int `default:"64" help:"Images per step."`
 	Steps      int `default:"5" help:"Timed steps (the median is reported)."`
 	Warmup     int `default:"2" help:"Untimed steps first."`
@@ -35,6 +36,7 @@ type benchResult struct {
 	ForwardGFLOPS     float64      `json:"forward_gflops"`
 	PeakRSSTrainMB    float64      `json:"peak_rss_train_mb"`
 	BLAS              ops.BLASInfo `json:"blas"`
+	Device            string       `json:"device"`
 }
 
 // Run times training steps (forward, backward, clip, Adam, EMA) and forward passes on random data.
@@ -46,12 +48,24 @@ func (c *benchCmd) Run(e *env) error {
 	if c.Batch < 1 || c.Steps < 1 || c.Warmup < 0 {
 		return fmt.Errorf("--batch and --steps must be positive, --warmup not negative")
 	}
+	dev, note, err := run.OpenDevice(c.Device)
+	if err != nil {
+		return err
+	}
+	defer dev.Close() // after the trainer (deferred below) is closed
+	if note != "" {
+		e.warn("%s", note)
+	}
 	net, err := run.NewNet(cfg, 0, c.Batch)
 	if err != nil {
 		return err
 	}
 	tr := compute.NewTrainer(net, compute.DefaultOptim(), 0)
 	defer tr.Close()
+	if err := tr.SetDevice(dev); err != nil {
+		return fmt.Errorf("moving the model to %s: %w", dev, err)
+	}
+	e.say("device: %s", dev)
 	shape := diffusion.Shape{N: c.Batch, C: cfg.InChannels, H: cfg.Resolution, W: cfg.Resolution}
 	rng := rand.New(rand.NewPCG(0, 0))
 	x, eps := make([]float32, shape.Size()), make([]float32, shape.Size())
@@ -97,7 +111,7 @@ func (c *benchCmd) Run(e *env) error {
 	res := benchResult{Impl: "ddpm-studio", Preset: c.Preset, Batch: c.Batch, Threads: runtime.GOMAXPROCS(0),
 		TrainStepS: train, TrainImagesPerS: float64(c.Batch) / train, TrainGFLOPS: 3 * flops / train / 1e9,
 		ForwardS: fwd, ForwardImagesPerS: float64(c.Batch) / fwd, ForwardGFLOPS: flops / fwd / 1e9,
-		PeakRSSTrainMB: peak, BLAS: ops.RunningBLAS()}
+		PeakRSSTrainMB: peak, BLAS: ops.RunningBLAS(), Device: dev.String()}
 	e.say("BLAS: %s", res.BLAS)
 	e.say("%s batch %d, %d threads: training step %.3fs (%.1f images/s, %.1f GFLOP/s), forward %.3fs (%.1f images/s, %.1f GFLOP/s), peak memory %.0f MB",
 		c.Preset, c.Batch, res.Threads, train, res.TrainImagesPerS, res.TrainGFLOPS, fwd, res.ForwardImagesPerS, res.ForwardGFLOPS, peak)

@@ -15,14 +15,15 @@ import (
 
 // denoiseCmd is `ddpm-studio denoise`.
 type denoiseCmd struct {
-	RunDir  string `name:"run" required:"" help:"Run directory (its newest checkpoint)."`
-	EMA     bool   `default:"true" negatable:"" help:"Use the EMA weights (--no-ema: the raw weights)."`
-	Input   string `required:"" help:"x_t as float32 .npy (N×C×H×W or C×H×W, model space), or an image, which is noised to step t first."`
-	T       int    `name:"t" required:"" help:"Timestep, the official index 0 ≤ t < T, fed to the time embedding as is."`
-	Seed    uint64 `default:"0" help:"Seed of the noise added to an image input."`
-	SaveEps string `help:"Save ε̂ as float32 .npy."`
-	SaveX0  string `name:"save-x0" help:"Save x̂0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t (not clipped) as float32 .npy."`
-	Out     string `help:"Save a PNG: x_t above x̂0 (clipped)."`
+	RunDir     string `name:"run" required:"" help:"Run directory (its newest checkpoint)."`
+	deviceFlag `embed:""`
+	EMA        bool   `default:"true" negatable:"" help:"Use the EMA weights (--no-ema: the raw weights)."`
+	Input      string `required:"" help:"x_t as float32 .npy (N×C×H×W or C×H×W, model space), or an image, which is noised to step t first."`
+	T          int    `name:"t" required:"" help:"Timestep, the official index 0 ≤ t < T, fed to the time embedding as is."`
+	Seed       uint64 `default:"0" help:"Seed of the noise added to an image input."`
+	SaveEps    string `help:"Save ε̂ as float32 .npy."`
+	SaveX0     string `name:"save-x0" help:"Save x̂0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t (not clipped) as float32 .npy."`
+	Out        string `help:"Save a PNG: x_t above x̂0 (clipped)."`
 }
 
 type denoiseResult struct {
@@ -35,6 +36,7 @@ type denoiseResult struct {
 	Noised  bool         `json:"noised"`
 	NoiseSE float64      `json:"eps_mse_vs_true,omitempty"`
 	BLAS    ops.BLASInfo `json:"blas"`
+	Device  string       `json:"device"`
 }
 
 // Run denoises.
@@ -46,6 +48,9 @@ func (c *denoiseCmd) Run(e *env) error {
 	defer r.Close()
 	for _, w := range r.Warnings {
 		e.warn("%s", w)
+	}
+	if err := e.useDevice(r, c.Device); err != nil {
+		return err
 	}
 	if c.T < 0 || c.T >= r.Sched.T {
 		return fmt.Errorf("--t %d: must be in [0, %d)", c.T, r.Sched.T)
@@ -94,7 +99,7 @@ func (c *denoiseCmd) Run(e *env) error {
 		return interrupted(ctx, err, "the forward pass")
 	}
 	x0 := r.Sched.PredictStartFromNoise(xt, ts, eps)
-	res := denoiseResult{Run: c.RunDir, Step: r.Step, T: c.T, N: shape.N, EpsRMS: rms(eps), Noised: trueEps != nil, BLAS: blas()}
+	res := denoiseResult{Run: c.RunDir, Step: r.Step, T: c.T, N: shape.N, EpsRMS: rms(eps), Noised: trueEps != nil, BLAS: blas(), Device: r.Device.String()}
 	if trueEps != nil {
 		res.NoiseSE = mse(eps, trueEps)
 	}

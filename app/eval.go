@@ -12,12 +12,13 @@ import (
 
 // evalCmd is `ddpm-studio eval`.
 type evalCmd struct {
-	RunDir string `name:"run" required:"" help:"Run directory (its newest checkpoint)."`
-	EMA    bool   `default:"true" negatable:"" help:"Use the EMA weights (--no-ema: the raw weights)."`
-	Data   string `help:"Images to evaluate on: a folder or mnist (default: the run's training data)."`
-	N      int    `default:"16" help:"Number of images (drawn at random with --seed). The bound costs T network passes over them."`
-	BPD    bool   `name:"bpd" required:"" help:"Compute the variational bound in bits/dim (official calc_bpd_loop)."`
-	Seed   uint64 `default:"0" help:"Seed of the image choice and the noise."`
+	RunDir     string `name:"run" required:"" help:"Run directory (its newest checkpoint)."`
+	deviceFlag `embed:""`
+	EMA        bool   `default:"true" negatable:"" help:"Use the EMA weights (--no-ema: the raw weights)."`
+	Data       string `help:"Images to evaluate on: a folder or mnist (default: the run's training data)."`
+	N          int    `default:"16" help:"Number of images (drawn at random with --seed). The bound costs T network passes over them."`
+	BPD        bool   `name:"bpd" required:"" help:"Compute the variational bound in bits/dim (official calc_bpd_loop)."`
+	Seed       uint64 `default:"0" help:"Seed of the image choice and the noise."`
 }
 
 type evalResult struct {
@@ -30,6 +31,7 @@ type evalResult struct {
 	DecoderBPD float64      `json:"decoder_bpd"`
 	Seconds    float64      `json:"seconds"`
 	BLAS       ops.BLASInfo `json:"blas"`
+	Device     string       `json:"device"`
 }
 
 // Run evaluates.
@@ -46,6 +48,9 @@ func (c *evalCmd) Run(e *env) error {
 	defer r.Close()
 	for _, w := range r.Warnings {
 		e.warn("%s", w)
+	}
+	if err := e.useDevice(r, c.Device); err != nil {
+		return err
 	}
 	data, files := c.Data, []string(nil)
 	if data == "" {
@@ -81,7 +86,7 @@ func (c *evalCmd) Run(e *env) error {
 	if err != nil {
 		return interrupted(ctx, fmt.Errorf("bits/dim: %w", err), "the evaluation")
 	}
-	res := evalResult{Run: c.RunDir, Step: r.Step, N: n, BLAS: blas(), BPD: b.MeanTotal, PriorBPD: b.MeanPrior,
+	res := evalResult{Run: c.RunDir, Step: r.Step, N: n, BLAS: blas(), Device: r.Device.String(), BPD: b.MeanTotal, PriorBPD: b.MeanPrior,
 		DecoderBPD: b.Terms[0], Seconds: time.Since(start).Seconds()}
 	if n > 1 {
 		v := 0.0

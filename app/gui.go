@@ -104,7 +104,7 @@ func (c *guiCmd) Run(e *env) error {
 	}
 	studio = ui.New(w, be, shaders.NewCPU(), ui.Options{
 		Data: data, RunsDir: dir, Preset: c.Preset, Steps: c.Steps, Batch: c.Batch,
-		PreviewEvery: c.PreviewEvery, Autostart: c.Train, BeforeClose: closeGL, Engine: engine,
+		PreviewEvery: c.PreviewEvery, Autostart: c.Train, BeforeClose: closeGL, Engine: engine, Device: c.Device,
 	})
 
 	sig := make(chan os.Signal, 1)

@@ -10,5 +10,6 @@ type guiCmd struct {
 	Batch        int    `default:"${batch}" help:"Initial value of the Batch field."`
 	PreviewEvery int64  `default:"${preview_every}" help:"Initial value of the Preview every field (steps between preview samplings)."`
 	Train        bool   `help:"Start training as soon as the dataset is loaded."`
+	deviceFlag   `embed:""`
 	Report       string `hidden:"" help:"Once the loss curve and the preview grid are drawn, write their window positions here as JSON (for the real-window test)."`
 }

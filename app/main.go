@@ -75,6 +75,26 @@ func (e *env) warn(format string, args ...any) {
 	fmt.Fprintf(e.errOut, "warning: "+format+"\n", args...)
 }
 
+// deviceFlag chooses where the network runs.
+type deviceFlag struct {
+	Device string `default:"auto" enum:"auto,cpu,cuda" help:"Where the network runs: auto (a GPU if this build has CUDA and one can be used, else the CPU), cpu or cuda."`
+}
+
+// useDevice moves the model to the device the flag names, and says which it is (the
+// first line of the commands that run the network) and, where "auto" stays on the CPU,
+// why.
+func (e *env) useDevice(m *run.Model, name string) error {
+	note, err := m.Use(name)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		e.warn("%s", note)
+	}
+	e.say("device: %s", m.Device)
+	return nil
+}
+
 // errInterrupted marks a command ended by Ctrl-C or SIGTERM (exit status 130).
 var errInterrupted = errors.New("interrupted")
 

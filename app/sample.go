@@ -14,19 +14,20 @@ import (
 
 // sampleCmd is `ddpm-studio sample`.
 type sampleCmd struct {
-	RunDir    string  `name:"run" required:"" help:"Run directory to sample from (its newest checkpoint)."`
-	EMA       bool    `default:"true" negatable:"" help:"Use the EMA weights (--no-ema: the raw weights)."`
-	N         *int    `help:"Number of images (default: 16, or the N of --init-noise)."`
-	Sampler   string  `default:"ddpm" enum:"ddpm,ddim" help:"ddpm (Algorithm 2, all T steps) or ddim."`
-	Steps     int     `default:"50" help:"DDIM steps."`
-	Eta       float64 `default:"0" help:"DDIM η: 0 deterministic, 1 like DDPM."`
-	Variance  string  `default:"" enum:",fixedlarge,fixedsmall" help:"DDPM σ²: fixedlarge (β) or fixedsmall (β̃) (default: the run's)."`
-	Seed      uint64  `default:"0" help:"Seed of the initial noise and of the sampler's noise."`
-	Grid      string  `help:"Write a PNG grid of the samples here."`
-	OutDir    string  `help:"Write each sample as its own PNG into this directory."`
-	Strip     string  `help:"Write the progression (x_t and x̂0 over the steps, paper Fig. 6) of up to 8 samples here."`
-	InitNoise string  `help:"Start from this float32 N×C×H×W .npy instead of drawing x_T."`
-	SaveNPY   string  `help:"Save the samples as float32 N×C×H×W .npy in model space [−1, 1]."`
+	RunDir     string `name:"run" required:"" help:"Run directory to sample from (its newest checkpoint)."`
+	deviceFlag `embed:""`
+	EMA        bool    `default:"true" negatable:"" help:"Use the EMA weights (--no-ema: the raw weights)."`
+	N          *int    `help:"Number of images (default: 16, or the N of --init-noise)."`
+	Sampler    string  `default:"ddpm" enum:"ddpm,ddim" help:"ddpm (Algorithm 2, all T steps) or ddim."`
+	Steps      int     `default:"50" help:"DDIM steps."`
+	Eta        float64 `default:"0" help:"DDIM η: 0 deterministic, 1 like DDPM."`
+	Variance   string  `default:"" enum:",fixedlarge,fixedsmall" help:"DDPM σ²: fixedlarge (β) or fixedsmall (β̃) (default: the run's)."`
+	Seed       uint64  `default:"0" help:"Seed of the initial noise and of the sampler's noise."`
+	Grid       string  `help:"Write a PNG grid of the samples here."`
+	OutDir     string  `help:"Write each sample as its own PNG into this directory."`
+	Strip      string  `help:"Write the progression (x_t and x̂0 over the steps, paper Fig. 6) of up to 8 samples here."`
+	InitNoise  string  `help:"Start from this float32 N×C×H×W .npy instead of drawing x_T."`
+	SaveNPY    string  `help:"Save the samples as float32 N×C×H×W .npy in model space [−1, 1]."`
 }
 
 type sampleResult struct {
@@ -39,6 +40,7 @@ type sampleResult struct {
 	Seconds    float64      `json:"seconds"`
 	Files      []string     `json:"files"`
 	BLAS       ops.BLASInfo `json:"blas"`
+	Device     string       `json:"device"`
 }
 
 // stripImages is how many samples a progression strip shows.
@@ -55,6 +57,9 @@ func (c *sampleCmd) Run(e *env) error {
 	defer m.Close()
 	for _, w := range m.Warnings {
 		e.warn("%s", w)
+	}
+	if err := e.useDevice(m, c.Device); err != nil {
+		return err
 	}
 	o := run.SampleOptions{Sampler: c.Sampler, Steps: c.Steps, Eta: c.Eta, Variance: c.Variance, Seed: c.Seed, N: 16}
 	if c.N != nil {
@@ -91,7 +96,7 @@ func (c *sampleCmd) Run(e *env) error {
 	}
 	secs := time.Since(start).Seconds()
 	res := sampleResult{Run: c.RunDir, Checkpoint: m.Checkpoint, Step: m.Step, N: x.N, Sampler: c.Sampler, Steps: steps,
-		Seconds: secs, BLAS: blas()}
+		Seconds: secs, BLAS: blas(), Device: m.Device.String()}
 	if res.Files, err = writeSamples(x, c.Grid, c.OutDir, c.SaveNPY, prog, c.Strip); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ type trainCmd struct {
 	RunDir string `name:"run" required:"" help:"Run directory: checkpoints, metrics.jsonl and samples go here. Training resumes if it has a checkpoint."`
 
 	modelFlags `embed:""`
+	deviceFlag `embed:""`
 
 	Steps             int64   `default:"${steps}" help:"Train until this many steps in all (default when resuming: the run's target)."`
 	Batch             int     `default:"${batch}" help:"Images per step."`
@@ -44,6 +45,7 @@ type trainResult struct {
 	Params       int          `json:"params"`
 	Interrupted  bool         `json:"interrupted"`
 	BLAS         ops.BLASInfo `json:"blas"`
+	Device       string       `json:"device"`
 }
 
 // options are the flags as run.Options; given names the flags set on the command line.
@@ -52,7 +54,7 @@ func (c *trainCmd) options(given map[string]bool) run.Options {
 		Data: c.Data, Model: c.modelFlags.options(), Steps: c.Steps, Batch: c.Batch, LR: c.LR, Warmup: c.Warmup,
 		EMA: c.EMA, Seed: c.Seed, Schedule: c.Schedule, T: c.T, Hflip: c.Hflip,
 		CheckpointEvery: c.CheckpointEvery, CheckpointMinutes: c.CheckpointMinutes, SampleEvery: c.SampleEvery,
-		LogEvery: c.LogEvery, Given: given,
+		LogEvery: c.LogEvery, Device: c.Device, Given: given,
 	}
 }
 
@@ -119,7 +121,7 @@ func (c *trainCmd) Run(e *env, kctx *kong.Context) error {
 		return err
 	}
 	out := trainResult{Run: c.RunDir, Step: res.Step, Checkpoint: res.Checkpoint, Seconds: res.Elapsed.Seconds(),
-		Params: s.Trainer.Net.NumParams(), Interrupted: res.Stopped, BLAS: blas()}
+		Params: s.Trainer.Net.NumParams(), Interrupted: res.Stopped, BLAS: blas(), Device: s.Device.String()}
 	if len(res.StepTimes) > 0 {
 		out.Loss = &res.Loss
 		out.SecPerStep = median(slices.Clone(res.StepTimes))

@@ -51,7 +51,8 @@ type Model struct {
 	Net        *compute.UNet
 	Meta       Meta
 	Sched      *diffusion.Schedule
-	Warnings   []string // damaged newer checkpoints that were passed over
+	Warnings   []string        // damaged newer checkpoints that were passed over
+	Device     *compute.Device // where the network runs (the CPU until Use)
 }
 
 // OpenModel opens the run in dir for sampling with the EMA (ema) or the raw weights.
@@ -74,11 +75,31 @@ func OpenModel(dir string, ema bool) (*Model, error) {
 		return nil, fmt.Errorf("checkpoint %s: %w", l.Dir, err)
 	}
 	return &Model{Dir: dir, Checkpoint: l.Dir, Step: l.State.Step, EMA: ema, Net: l.Net, Meta: meta, Sched: sched,
-		Warnings: l.Warnings}, nil
+		Warnings: l.Warnings, Device: compute.CPU()}, nil
 }
 
-// Close releases the network.
-func (m *Model) Close() { m.Net.Close() }
+// Use moves the network to the device named device ("auto", "cpu", "cuda"); note says
+// why "auto" stays on the CPU where it does.
+func (m *Model) Use(device string) (note string, err error) {
+	d, note, err := OpenDevice(device)
+	if err != nil {
+		return "", err
+	}
+	if d.IsGPU() {
+		if err := m.Net.SetDevice(d); err != nil {
+			d.Close()
+			return "", fmt.Errorf("moving the model to %s: %w", d, err)
+		}
+	}
+	m.Device = d
+	return note, nil
+}
+
+// Close releases the network and its device.
+func (m *Model) Close() {
+	m.Net.Close()
+	m.Device.Close()
+}
 
 // Shape is the shape of n images of the model.
 func (m *Model) Shape(n int) diffusion.Shape {

@@ -31,7 +31,8 @@ type Options struct {
 	CheckpointMinutes float64 // and when this many minutes have passed since the last (0: only by steps)
 	SampleEvery       int64   // save a 4×4 sample grid to the gallery every this many steps (0: never)
 	LogEvery          int64   // append a line to metrics.jsonl every this many steps
-	PreviewEvery      int64   // sample the live preview every this many steps (0: never); only with a preview hook
+	PreviewEvery      int64   // sample the live preview every this many steps (0: never)
+	Device            string  // where to train: "auto" (a GPU if one can be used, else the CPU), "cpu" or "cuda"
 
 	// Loaded is the dataset, if the caller has already loaded it (the window has); it
 	// is used when its size and channels are the model's.
@@ -79,6 +80,7 @@ func DefaultOptions() Options {
 		SampleEvery:       500,
 		LogEvery:          1,
 		PreviewEvery:      100,
+		Device:            compute.DeviceAuto,
 	}
 }
 
@@ -107,6 +109,7 @@ const (
 	OptSampleEvery       = "sample-every"
 	OptLogEvery          = "log-every"
 	OptPreviewEvery      = "preview-every"
+	OptDevice            = "device"
 )
 
 // Limits on options: far above anything useful, low enough that no size computed from

@@ -41,6 +41,8 @@ type Session struct {
 	Notes    []string // changes applied on resume
 	Warnings []string // files the dataset skipped, damaged checkpoints passed over
 
+	Device *compute.Device // where the trainer runs
+
 	lock      *Lock
 	created   bool   // Open made the run directory
 	saved     int64  // step of the newest checkpoint, -1 if none
@@ -113,7 +115,21 @@ func (s *Session) open(ctx context.Context, opts Options) error {
 		}
 	}
 	s.rng = rand.New(s.pcg)
-	if err := checkTrainMemory(s.Trainer.Net, s.Opts.Batch); err != nil {
+	var note string
+	if s.Device, note, err = OpenDevice(opts.Device); err != nil {
+		return err
+	}
+	if note != "" {
+		s.Warnings = append(s.Warnings, note)
+	}
+	if s.Device.IsGPU() {
+		if err := checkDeviceMemory(s.Device, s.Trainer.Net, s.Opts.Batch); err != nil {
+			return err
+		}
+		if err := s.Trainer.SetDevice(s.Device); err != nil {
+			return fmt.Errorf("moving the model to %s: %w", s.Device, err)
+		}
+	} else if err := checkTrainMemory(s.Trainer.Net, s.Opts.Batch); err != nil {
 		return err
 	}
 	if _, err := s.Trainer.Prepare(s.Opts.Batch); err != nil {
@@ -233,7 +249,7 @@ func (s *Session) reconcile(opts Options, st compute.State) error {
 	note := func(format string, args ...any) {
 		s.Notes = append(s.Notes, fmt.Sprintf(format, args...)+fmt.Sprintf(" from step %d on", st.Step))
 	}
-	eff := opts
+	eff := opts // the cadences and the device are the session's own
 	eff.Model = ModelOptions{Preset: m.Preset}
 	eff.Schedule, eff.T, eff.Seed = m.Schedule, m.T, m.Seed
 	if m.Batch == 0 { // a run made by import has no training settings yet: the options are its first
@@ -332,8 +348,8 @@ func (s *Session) Describe() string {
 	if name == "" {
 		name = "custom"
 	}
-	return fmt.Sprintf("%s a %s model (%s, %s parameters) on %d images of %s, batch %d, up to step %d",
-		verb, name, cfg, thousands(int64(s.Trainer.Net.NumParams())), s.Data.N, describeData(s.Meta.Data, s.Meta.DataFiles), s.Opts.Batch, s.Opts.Steps)
+	return fmt.Sprintf("%s a %s model (%s, %s parameters) on %d images of %s, batch %d, up to step %d, on %s",
+		verb, name, cfg, thousands(int64(s.Trainer.Net.NumParams())), s.Data.N, describeData(s.Meta.Data, s.Meta.DataFiles), s.Opts.Batch, s.Opts.Steps, s.Device)
 }
 
 // EventKind says what an Event reports.
@@ -661,6 +677,9 @@ func (s *Session) Close() {
 	}
 	if s.Trainer != nil {
 		s.Trainer.Close()
+	}
+	if s.Device != nil {
+		s.Device.Close()
 	}
 	if s.created && s.savedPath == "" {
 		os.Remove(filepath.Join(s.Dir, MetricsFile))

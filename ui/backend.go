@@ -72,6 +72,7 @@ type TrainRequest struct {
 	EMA          float64  // EMA decay
 	Schedule     string   // "linear" or "cosine"
 	PreviewEvery int64    // preview sampling every this many steps (0: never)
+	Device       string   // where to train: one of Backend.Devices
 }
 
 // EventKind says what a TrainEvent reports.
@@ -146,6 +147,7 @@ type SampleRequest struct {
 	Eta     float64 // DDIM η
 	Seed    uint64
 	Count   int
+	Device  string // where to sample: one of Backend.Devices
 }
 
 // InterpRequest asks for samples whose initial noise moves from seed A's to seed B's
@@ -156,7 +158,8 @@ type InterpRequest struct {
 	EMA          bool
 	Steps        int // DDIM steps
 	SeedA, SeedB uint64
-	Count        int // images along the path, both ends included
+	Count        int    // images along the path, both ends included
+	Device       string // where to sample: one of Backend.Devices
 }
 
 // GalleryItem is one sample grid saved during training.
@@ -185,8 +188,10 @@ type Backend interface {
 	// ExportModel writes a run's EMA or raw weights to out as format "diffusers" (a
 	// folder) or "pytorch" (a .ckpt file).
 	ExportModel(run, format, out string, ema bool) error
-	// PassTime measures one network pass over one image of a run's model.
-	PassTime(ctx context.Context, run string) (time.Duration, error)
+	// PassTime measures one network pass over one image of a run's model on device.
+	PassTime(ctx context.Context, run, device string) (time.Duration, error)
+	// Devices names where the network can run ("auto" first: a GPU if one can be used).
+	Devices() []string
 	Sample(ctx context.Context, req SampleRequest, onFrame func(Frame)) (Images, error)
 	Interpolate(ctx context.Context, req InterpRequest, onFrame func(Frame)) (Images, error)
 	Gallery(run string) ([]GalleryItem, error)

@@ -54,9 +54,11 @@ func (f *fakeBackend) ExportModel(run, format, out string, ema bool) error {
 	return nil
 }
 
-func (f *fakeBackend) PassTime(ctx context.Context, run string) (time.Duration, error) {
+func (f *fakeBackend) PassTime(ctx context.Context, run, device string) (time.Duration, error) {
 	return 7 * time.Second, nil
 }
+
+func (f *fakeBackend) Devices() []string { return []string{"auto", "cpu", "cuda"} }
 
 func (f *fakeBackend) Defaults() TrainRequest {
 	return TrainRequest{Data: DataSpec{Folder: "mnist"}, Preset: "mnist", Size: 28, Batch: 64, LR: 2e-4, Steps: 2000,

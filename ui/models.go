@@ -153,23 +153,25 @@ func (p *sampleScreen) runChanged() {
 		p.sampler.SetSelected(samplerDDIM)
 		p.steps.entry.SetText(fewSteps)
 	}
+	key := r.Dir + "\x00" + p.s.Device()
 	p.mu.Lock()
-	_, measured := p.passes[r.Dir]
+	_, measured := p.passes[key]
 	if !measured {
-		p.passes[r.Dir] = 0 // measuring
+		p.passes[key] = 0 // measuring
 	}
 	p.mu.Unlock()
 	p.validate()
 	if measured {
 		return
 	}
+	device := p.s.Device()
 	go func() {
-		d, err := p.s.backend.PassTime(context.Background(), r.Dir)
+		d, err := p.s.backend.PassTime(context.Background(), r.Dir, device)
 		p.mu.Lock()
 		if err != nil {
-			delete(p.passes, r.Dir)
+			delete(p.passes, key)
 		} else {
-			p.passes[r.Dir] = d
+			p.passes[key] = d
 		}
 		p.mu.Unlock()
 		p.s.do(func() { p.validate() })
@@ -183,7 +185,7 @@ func (p *sampleScreen) expected() string {
 		return ""
 	}
 	p.mu.Lock()
-	pass, measured := p.passes[r.Dir]
+	pass, measured := p.passes[r.Dir+"\x00"+p.s.Device()]
 	p.mu.Unlock()
 	if !measured {
 		return ""

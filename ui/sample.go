@@ -53,7 +53,7 @@ type sampleScreen struct {
 	result Images                   // the last finished samples
 	cols   int                      // columns of the result grid
 	strip  *imgio.Progression       // steps kept for the progression strip
-	passes map[string]time.Duration // time of one network pass over one image, by run (0: measuring)
+	passes map[string]time.Duration // time of one network pass over one image, by run and device (0: measuring)
 }
 
 func newSampleScreen(s *Studio) *sampleScreen {
@@ -257,7 +257,8 @@ func (p *sampleScreen) startSampling() {
 		return
 	}
 	r, _ := p.selectedRun()
-	req := SampleRequest{Run: r.Dir, EMA: p.ema.Checked, Sampler: "ddpm", Seed: uint64(p.seed.int()), Count: int(p.count.int())}
+	req := SampleRequest{Run: r.Dir, EMA: p.ema.Checked, Sampler: "ddpm", Seed: uint64(p.seed.int()), Count: int(p.count.int()),
+		Device: p.s.Device()}
 	if p.sampler.Selected == samplerDDIM {
 		req.Sampler, req.Steps, req.Eta = "ddim", int(p.steps.int()), p.eta.float()
 	}
@@ -275,7 +276,7 @@ func (p *sampleScreen) startInterpolation() {
 	}
 	r, _ := p.selectedRun()
 	req := InterpRequest{Run: r.Dir, EMA: p.ema.Checked, Steps: int(p.steps.int()), SeedA: uint64(p.seedA.int()),
-		SeedB: uint64(p.seedB.int()), Count: int(p.icount.int())}
+		SeedB: uint64(p.seedB.int()), Count: int(p.icount.int()), Device: p.s.Device()}
 	ctx := p.begin()
 	p.s.say("Interpolating between seeds %d and %d…", req.SeedA, req.SeedB)
 	go func() {

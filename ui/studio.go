@@ -48,6 +48,7 @@ type Options struct {
 	PreviewEvery int64    // initial preview interval (Backend.Defaults' if 0)
 	Autostart    bool     // start training as soon as the dataset is loaded
 	Engine       string   // what computes (the BLAS and its kernels), shown on the status line
+	Device       string   // the device chosen at start (one of Backend.Devices; the first if empty)
 	BeforeClose  func()   // called on the UI goroutine just before the window closes
 
 	// Do runs a function on the UI goroutine without waiting; fyne.Do if nil. Tests give
@@ -70,6 +71,7 @@ type Studio struct {
 	tabs    *container.AppTabs
 	status  *widget.Label
 	rname   *widget.Label
+	device  *widget.Select // where training and sampling run
 	data    *datasetScreen
 	train   *trainScreen
 	sample  *sampleScreen
@@ -106,6 +108,13 @@ func New(win fyne.Window, b Backend, r shaders.Renderer, opts Options) *Studio {
 	s.status = widget.NewLabel("Ready.")
 	s.status.Truncation = fyne.TextTruncateEllipsis
 	s.rname = widget.NewLabel("")
+	devices := b.Devices()
+	s.device = widget.NewSelect(devices, nil)
+	if slices.Contains(devices, opts.Device) {
+		s.device.SetSelected(opts.Device)
+	} else if len(devices) > 0 {
+		s.device.SetSelected(devices[0])
+	}
 	s.data = newDatasetScreen(s)
 	s.train = newTrainScreen(s)
 	s.sample = newSampleScreen(s)
@@ -126,8 +135,10 @@ func New(win fyne.Window, b Backend, r shaders.Renderer, opts Options) *Studio {
 			s.gallery.refresh()
 		}
 	}
+	s.device.OnChanged = func(string) { s.sample.runChanged() } // the expected time is per device
 	s.setRendererLabel()
-	win.SetContent(container.NewBorder(nil, container.NewBorder(nil, nil, nil, s.rname, s.status), nil, nil, s.tabs))
+	right := container.NewHBox(widget.NewLabel("Device:"), s.device, s.rname)
+	win.SetContent(container.NewBorder(nil, container.NewBorder(nil, nil, nil, right, s.status), nil, nil, s.tabs))
 	win.SetOnDropped(s.Dropped)
 	win.SetCloseIntercept(s.closeWindow)
 	if opts.Autostart {
@@ -171,6 +182,9 @@ func (s *Studio) setRendererLabel() {
 	}
 	s.do(func() { s.rname.SetText(text) })
 }
+
+// Device is where training and sampling run, as chosen on the status bar.
+func (s *Studio) Device() string { return s.device.Selected }
 
 // Show selects the screen with the given tab title.
 func (s *Studio) Show(title string) {

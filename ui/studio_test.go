@@ -352,7 +352,7 @@ func TestSampleAndExport(t *testing.T) {
 	})
 	until(t, "export enabled", func() bool { return !p.saveGrid.Disabled() })
 	fb.mu.Lock()
-	if r := fb.samples[0]; r.Run != "/runs/a" || r.Sampler != "ddim" || r.Steps != 50 || r.Seed != 42 || r.Count != 6 || !r.EMA {
+	if r := fb.samples[0]; r.Run != "/runs/a" || r.Sampler != "ddim" || r.Steps != 50 || r.Seed != 42 || r.Count != 6 || !r.EMA || r.Device != "auto" {
 		t.Errorf("sample request %+v", r)
 	}
 	fb.mu.Unlock()
@@ -508,5 +508,29 @@ func TestRoundDuration(t *testing.T) {
 		if got := roundDuration(d); got != want {
 			t.Errorf("roundDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestDeviceChoice: the device chosen on the status bar (the --device flag's at start)
+// goes with every request.
+func TestDeviceChoice(t *testing.T) {
+	s, fb, _ := newStudio(t, Options{Device: "cpu"})
+	fb.mu.Lock()
+	fb.runs = []RunInfo{{Dir: "/runs/a", Name: "a", Step: 100, Size: 8, Channels: 1}}
+	fb.mu.Unlock()
+	ui(func() {
+		if s.Device() != "cpu" || len(s.device.Options) != 3 {
+			t.Errorf("device %q of %v", s.Device(), s.device.Options)
+		}
+		s.device.SetSelected("cuda")
+		s.Show("Sample")
+	})
+	until(t, "run selected", func() bool { return s.sample.run.sel.Selected == "a" })
+	ui(func() { test.Tap(s.sample.sample) })
+	until(t, "sampled", func() bool { return !s.sample.saveGrid.Disabled() })
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	if d := fb.samples[0].Device; d != "cuda" {
+		t.Errorf("sample request on %q, want cuda", d)
 	}
 }

@@ -263,6 +263,7 @@ func (t *trainScreen) request() (TrainRequest, bool) {
 	req := TrainRequest{
 		Preset: t.preset.Selected, Size: int(t.size.int()), Batch: int(t.batch.int()), LR: t.lr.float(),
 		Steps: t.steps.int(), EMA: t.ema.float(), Schedule: t.schedule.Selected, PreviewEvery: t.preview.int(),
+		Device: t.s.Device(),
 	}
 	if r, ok := t.selectedRun(); ok {
 		req.Run = r.Dir
