@@ -92,8 +92,15 @@ part speed-torch 100 python3 bench/torchref/gpu_bench.py --parts speed
 part sample-ours 120 bash -c "cd compute && '$t' -test.run '^TestGPUSampleDDPM\$' -test.v -test.timeout 10m"
 part sample-torch 120 python3 bench/torchref/gpu_bench.py --parts sample
 part resume 120 bash -c "cd compute && '$t' -test.run '^TestGPUTrainResumesOnCPU\$' -test.v -test.timeout 10m"
-# The CUDA binary itself: it starts and names the device (its --device flag is wired by run/app).
-part cli 30 bash -c "'$work/ddpm-studio-cuda' --help >/dev/null && echo 'GPUCHECK|cli|ddpm-studio-cuda|starts (--help)|||ok'"
+# The CUDA binary itself, as a user runs it: 200 mnist steps on the GPU, then 5 more from
+# that checkpoint on the CPU (the run folder is the same on both devices).
+part cli 150 bash -c "
+	b='$work/ddpm-studio-cuda'; r='$work/cli-run'
+	\$b train --data mnist --run \$r --preset mnist --steps 200 --sample-every 0 --device cuda >'$work/cli-gpu.txt' 2>&1 &&
+	\$b train --run \$r --steps 205 --device cpu >'$work/cli-cpu.txt' 2>&1 || { tail -3 '$work'/cli-*.txt; exit 1; }
+	echo \"GPUCHECK|cli|ddpm-studio-cuda|train 200 steps \$(grep -o 'on CUDA:.*' '$work/cli-gpu.txt' | head -1 | cut -c1-80)|||ok\"
+	echo \"GPUCHECK|cli|ddpm-studio-cuda|resume on the CPU to 205: \$(tail -1 '$work/cli-cpu.txt' | cut -c1-60)|||ok\"
+"
 
 python3 - "$rows" <<'EOF'
 import sys
