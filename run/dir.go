@@ -18,6 +18,7 @@ import (
 
 	"github.com/ddpm-studio/ddpm-studio/compute"
 	"github.com/ddpm-studio/ddpm-studio/internal/atomicfile"
+	"github.com/ddpm-studio/ddpm-studio/internal/limitread"
 )
 
 // Files of a run directory besides compute's checkpoints/.
@@ -56,7 +57,7 @@ func LockDir(dir string) (*Lock, error) {
 	}
 	if !ok {
 		who := "another process"
-		if b, err := readSmall(path, 64); err == nil {
+		if b, err := limitread.File(path, 64); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 				who = fmt.Sprintf("process %d", pid)
 			}
@@ -76,23 +77,6 @@ func (l *Lock) Unlock() {
 	if l != nil && l.f != nil {
 		l.f.Unlock()
 	}
-}
-
-// readSmall reads a file of at most limit bytes; a bigger one is an error, not an allocation.
-func readSmall(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
 }
 
 // scanMetrics calls fn with every well-formed line of the run's metrics.jsonl, in order,

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ddpm-studio/ddpm-studio/internal/limitread"
 )
 
 // Diffusers folders: DDPMPipeline.save_pretrained writes
@@ -33,22 +34,6 @@ type folderInfo struct {
 	scheduler []byte // scheduler/scheduler_config.json, or nil
 }
 
-func readJSON(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxJSON+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxJSON {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxJSON)
-	}
-	return b, nil
-}
-
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -56,7 +41,7 @@ func exists(path string) bool {
 
 // isUNetFolder reports a folder whose config.json is a UNet2DModel's.
 func isUNetFolder(dir string) bool {
-	b, err := readJSON(filepath.Join(dir, unetConfigFile))
+	b, err := limitread.File(filepath.Join(dir, unetConfigFile), maxJSON)
 	if err != nil {
 		return false
 	}
@@ -73,7 +58,7 @@ func openFolder(dir string, opt Options, weights ...string) (*Model, error) {
 	var schedPath string
 	switch {
 	case exists(filepath.Join(dir, modelIndexFile)):
-		b, err := readJSON(filepath.Join(dir, modelIndexFile))
+		b, err := limitread.File(filepath.Join(dir, modelIndexFile), maxJSON)
 		if err != nil {
 			return nil, err
 		}
@@ -99,11 +84,11 @@ func openFolder(dir string, opt Options, weights ...string) (*Model, error) {
 	}
 	var info folderInfo
 	var err error
-	if info.config, err = readJSON(filepath.Join(unet, unetConfigFile)); err != nil {
+	if info.config, err = limitread.File(filepath.Join(unet, unetConfigFile), maxJSON); err != nil {
 		return nil, fmt.Errorf("unet config: %w", err)
 	}
 	if exists(schedPath) {
-		if info.scheduler, err = readJSON(schedPath); err != nil {
+		if info.scheduler, err = limitread.File(schedPath, maxJSON); err != nil {
 			return nil, fmt.Errorf("scheduler config: %w", err)
 		}
 	}
