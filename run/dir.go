@@ -62,7 +62,7 @@ func LockDir(dir string) (*Lock, error) {
 				who = fmt.Sprintf("process %d", pid)
 			}
 		}
-		return nil, fmt.Errorf("run %s is being trained by %s; wait for it to finish or stop it first: %w", dir, who, ErrBusy)
+		return nil, busyError(fmt.Sprintf("run %s is being trained by %s; wait for it to finish or stop it first", dir, who))
 	}
 	// The lock is on the file's inode; rewriting its content keeps it.
 	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -71,6 +71,12 @@ func LockDir(dir string) (*Lock, error) {
 	}
 	return &Lock{f: f}, nil
 }
+
+// busyError says who holds a run; it is ErrBusy to errors.Is.
+type busyError string
+
+func (e busyError) Error() string        { return string(e) }
+func (e busyError) Is(target error) bool { return target == ErrBusy }
 
 // Unlock releases the run.
 func (l *Lock) Unlock() {
