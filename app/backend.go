@@ -239,6 +239,7 @@ func (g *training) run() {
 		}
 	}()
 	msg := s.Describe() + "."
+	msg = strings.ToUpper(msg[:1]) + msg[1:] // a sentence on the status line
 	for _, w := range append(s.Warnings, s.Notes...) {
 		msg += " " + w + "."
 	}

@@ -23,7 +23,7 @@ click 66 510 45               # Start; wait for a preview
 shot screen-train
 click 320 510 3               # Stop (saves a checkpoint)
 click 167 21                  # Sample
-click 98 468 20               # Sample (DDIM 50, 16 images)
+click 98 410 20               # Sample (DDIM 50, 16 images)
 shot screen-sample
 click 237 21 3                # Gallery
 shot screen-gallery

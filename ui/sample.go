@@ -108,8 +108,8 @@ func newSampleScreen(s *Studio) *sampleScreen {
 		widget.NewFormItem(p.seedB.label, p.seedB.entry),
 		widget.NewFormItem(p.icount.label, p.icount.entry),
 	)
-	left := container.NewVBox(container.NewGridWithColumns(2, p.openFile, p.openFolder), form, p.estimate,
-		container.NewGridWithColumns(2, p.sample, p.stop),
+	left := container.NewVBox(container.NewGridWithColumns(2, p.openFile, p.openFolder), form,
+		container.NewGridWithColumns(2, p.sample, p.stop), p.estimate,
 		widget.NewSeparator(), widget.NewLabel("Interpolate between two seeds' noise (DDIM, η = 0):"), iform, p.interp,
 		widget.NewSeparator(), p.saveGrid, p.saveStrip, p.saveEach, p.export, p.formErr)
 	p.xt = newView(300, 300, false)
