@@ -1,10 +1,8 @@
 package compute
 
 import (
-	"math"
 	"math/rand/v2"
 	"runtime"
-	"sync"
 	"testing"
 )
 
@@ -30,27 +28,9 @@ func BenchmarkHostMasksCIFAR10(b *testing.B) {
 		total += m.Shape().TotalSize()
 	}
 	b.Logf("%d masks, %d values (%.0f MB as float32), %d threads", len(masks), total, 4*float64(total)/1e6, runtime.GOMAXPROCS(0))
-	p := cfg.Dropout
-	keep := float32(1 / (1 - p))
-	drop := uint32(min(math.Round(p*(1<<32)), math.MaxUint32))
 	rng := rand.NewPCG(1, 2)
 	b.SetBytes(4 * int64(total))
 	for b.Loop() {
-		for _, d := range masks {
-			seed := rng.Uint64()
-			blocks := (len(d) + maskBlock - 1) / maskBlock
-			workers := min(runtime.GOMAXPROCS(0), blocks)
-			var wg sync.WaitGroup
-			for w := range workers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for bl := w; bl < blocks; bl += workers {
-						fillMaskBlock(d[bl*maskBlock:min((bl+1)*maskBlock, len(d))], rand.NewPCG(seed, uint64(bl)), drop, keep)
-					}
-				}()
-			}
-			wg.Wait()
-		}
+		drawMasks(masks, cfg.Dropout, rng) // what a CPU training step does
 	}
 }

@@ -189,17 +189,24 @@ func (t *Trainer) TrainStep(xt []float32, ts []int, eps []float32, shape diffusi
 	return st, nil
 }
 
-// fillMasks draws the dropout masks: 0 with probability p, else 1/(1−p). Each mask
-// takes one number from the trainer's stream as the seed of its own generators, one
-// per block of maskBlock values, so that the cores fill the blocks in parallel and the
-// masks still follow from the stream alone (a resumed run draws the same ones).
+// fillMasks draws the dropout masks of a training graph from the trainer's stream.
 func (t *Trainer) fillMasks(f *forward) {
-	p := t.Net.Config.Dropout
+	masks := make([][]float32, len(f.masks))
+	for i, m := range f.masks {
+		masks[i] = backing(m)
+	}
+	drawMasks(masks, t.Net.Config.Dropout, t.rng)
+}
+
+// drawMasks fills each mask with 0 with probability p, else 1/(1−p). Each mask takes
+// one number from rng as the seed of its own generators, one per block of maskBlock
+// values, so that the cores fill the blocks in parallel and the masks still follow from
+// the stream alone (a resumed run draws the same ones).
+func drawMasks(masks [][]float32, p float64, rng *rand.PCG) {
 	keep := float32(1 / (1 - p))
 	drop := uint32(min(math.Round(p*(1<<32)), math.MaxUint32)) // u < drop with probability p, u uniform on 32 bits
-	for _, m := range f.masks {
-		d := backing(m)
-		seed := t.rng.Uint64()
+	for _, d := range masks {
+		seed := rng.Uint64()
 		blocks := (len(d) + maskBlock - 1) / maskBlock
 		workers := min(runtime.GOMAXPROCS(0), blocks)
 		var wg sync.WaitGroup
