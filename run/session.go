@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -464,7 +465,7 @@ func (s *Session) Run(ctx context.Context, onEvent func(Event)) (res Result, err
 			preview.Close()
 		}
 	}()
-	res.Loss = nanLoss
+	res.Loss = math.NaN()
 	first := s.Trainer.Step
 	var stepErr error
 	for s.Trainer.Step < s.Opts.Steps && !s.isStopped() {
@@ -534,8 +535,6 @@ func (s *Session) Run(ctx context.Context, onEvent func(Event)) (res Result, err
 	}
 	return res, nil
 }
-
-var nanLoss = func() float64 { var z float64; return z / z }()
 
 // waitIfPaused handles Pause/Resume requests; it returns false if Stop came while paused.
 func (s *Session) waitIfPaused(emit func(Event)) bool {
