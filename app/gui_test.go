@@ -134,9 +134,16 @@ func TestWindowTrains(t *testing.T) {
 		r := px(rep.Regions[name])
 		own, other := correlation(img, r, want, pixels), correlation(img, r, mirrored(want), pixels)
 		t.Logf("%s region %v: correlation %.3f with the image drawn there, %.3f with it mirrored", name, r, own, other)
-		if own < 0.9 || other > 0.4 {
-			t.Errorf("%s region %v: correlation %.3f with the image last drawn there (want ≥ 0.9), %.3f with it mirrored (want ≤ 0.4)",
-				name, r, own, other)
+		// Pixel art is compared where nearest-neighbour scaling keeps its colours, so the
+		// grids must match almost exactly (1.000 measured; a region left on an older frame
+		// gave 0.889); the smoothly scaled plot measured 0.97.
+		least := 0.9
+		if pixels {
+			least = 0.99
+		}
+		if own < least || other > 0.4 {
+			t.Errorf("%s region %v: correlation %.3f with the image last drawn there (want ≥ %.2f), %.3f with it mirrored (want ≤ 0.4)",
+				name, r, own, least, other)
 		}
 	}
 
