@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import safetensors_io  # noqa: E402
-from ref_eps import random_weights  # noqa: E402
+from ref_eps import random_weights, save_eps  # noqa: E402
 from unet import model_from_config  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -47,12 +47,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 def eps_of(model, sd, x_path, t_path, out_path, dtype):
     model.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True)
-    model = model.to(dtype).eval()
-    x = np.load(x_path)
-    t = np.load(t_path)
-    with torch.no_grad():
-        eps = model(torch.from_numpy(x.astype(np.float64)).to(dtype), torch.from_numpy(t.astype(np.int64)))
-    np.save(out_path, eps.numpy().astype(np.float32))
+    save_eps(model, np.load(x_path), np.load(t_path), out_path, dtype)
 
 
 def make(args):

@@ -34,17 +34,12 @@ import torch  # noqa: E402
 
 import safetensors_io  # noqa: E402
 from diffusers_unet import UNet2DModel, to_new_names, to_old_names  # noqa: E402
-from ref_eps import random_weights  # noqa: E402
+from ref_eps import random_weights, save_eps  # noqa: E402
 
 
 def forward(model, x_path, t_path, out_path, dtype):
     dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    model = model.to(dtype).eval()
-    x = np.load(x_path)
-    t = np.load(t_path)
-    with torch.no_grad():
-        eps = model(torch.from_numpy(x.astype(np.float64)).to(dtype), torch.from_numpy(t.astype(np.int64)))
-    np.save(out_path, eps.numpy().astype(np.float32))
+    save_eps(model, np.load(x_path), np.load(t_path), out_path, dtype)
 
 
 def make(args):

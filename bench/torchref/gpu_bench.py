@@ -19,6 +19,7 @@ import time
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from bench import training_step  # noqa: E402
 from unet import PRESETS, model_from_config  # noqa: E402
 
 
@@ -74,16 +75,7 @@ def main():
         t = torch.randint(0, 1000, (n,), device=dev)
 
         def train_step():
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            loss = ((eps - model(x, t)) ** 2).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            with torch.no_grad():
-                for e, p in zip(ema, model.parameters()):
-                    e.mul_(0.9999).add_(p, alpha=1 - 0.9999)
-            loss.item()  # ours copies the loss back every step too
+            training_step(model, opt, ema, x, eps, t).item()  # ours copies the loss back every step too
 
         torch.cuda.reset_peak_memory_stats()
         s = timed(train_step, a.warmup, a.steps)

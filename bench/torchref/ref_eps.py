@@ -56,6 +56,14 @@ def random_weights(model, seed):
     return out
 
 
+def save_eps(model, x, t, out_path, dtype):
+    """Runs model (in eval mode, as dtype) on x and t (numpy arrays) and saves ε̂ as float32 .npy."""
+    model = model.to(dtype).eval()
+    with torch.no_grad():
+        eps = model(torch.from_numpy(x.astype(np.float64)).to(dtype), torch.from_numpy(t.astype(np.int64)))
+    np.save(out_path, eps.numpy().astype(np.float32))
+
+
 def load_weights_strict(model, path):
     tensors, _ = safetensors_io.load(path)
     want = {name: tuple(p.shape) for name, p in model.state_dict().items()}
@@ -112,7 +120,6 @@ def main(argv=None):
 
     load_weights_strict(model, args.weights)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
-    model = model.to(dtype).eval()
 
     x = np.load(args.x)
     t = np.load(args.t)
@@ -123,10 +130,7 @@ def main(argv=None):
     if t.ndim != 1 or t.shape[0] != x.shape[0] or t.dtype.kind not in "iu":
         raise SystemExit(f"t has shape {t.shape} dtype {t.dtype}, want [{x.shape[0]}] integers")
 
-    with torch.no_grad():
-        eps = model(torch.from_numpy(x.astype(np.float64)).to(dtype),
-                    torch.from_numpy(t.astype(np.int64)))
-    np.save(args.out, eps.numpy().astype(np.float32))
+    save_eps(model, x, t, args.out, dtype)
 
 
 if __name__ == "__main__":
